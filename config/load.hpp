@@ -38,6 +38,12 @@ load_result load_file(const std::string& path);
 // The same for YAML text already in memory; `file_name` is used in messages.
 load_result load_string(std::string_view yaml, const std::string& file_name);
 
+// An error about the value at `key` of an already loaded config, placed at the line and column
+// where that value was written (or where its nearest written parent was, or 1:1), for checks
+// made after loading: certificates that do not load, binds that fail at start-up.
+// Example: error_at(cfg, "listeners[0].tls.certificates[0].cert_file", "cannot read ...").
+error error_at(const config& cfg, std::string_view key, std::string message);
+
 // Units (SPEC 2). Each returns std::nullopt on malformed input.
 // "250ms", "5s", "2m", "1h" (also "0s"); integer amounts only.
 std::optional<duration> parse_duration(std::string_view text);

@@ -6,6 +6,8 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <variant>
@@ -14,6 +16,13 @@
 namespace sluice::config {
 
 using duration = std::chrono::milliseconds;
+
+// Where a value was written in the configuration file, 1-based.
+struct position {
+    int line = 0;
+    int column = 0;
+    bool operator==(const position&) const = default;
+};
 
 // "host:port" or "[v6addr]:port", split. `host` is kept as written, without
 // brackets; it may be an IP literal or (for upstream servers) a DNS name.
@@ -25,7 +34,7 @@ struct host_port {
 
 // An IPv4 or IPv6 network in CIDR form ("10.0.0.0/8", "::1/128").
 struct cidr {
-    std::string text;                  // as written, for messages and /status
+    std::string text; // as written, for messages and /status
     bool v6 = false;
     std::array<std::uint8_t, 16> addr{}; // network bytes; IPv4 uses the first 4
     int prefix_len = 0;
@@ -124,7 +133,7 @@ struct timeouts {
 
 struct limits {
     std::uint64_t max_header_bytes = 32 * 1024;
-    std::uint64_t max_body_bytes = 0; // 0 = unlimited
+    std::uint64_t max_body_bytes = 0;  // 0 = unlimited
     std::uint64_t max_connections = 0; // 0 = unlimited
 };
 
@@ -148,18 +157,22 @@ struct admin_settings {
 };
 
 struct config {
-    std::string path;    // the file it was loaded from
-    int workers = 0;     // resolved: "auto" => the number of CPU cores (>= 1)
+    std::string path; // the file it was loaded from
+    int workers = 0;  // resolved: "auto" => the number of CPU cores (>= 1)
     std::vector<listener> listeners;
     std::vector<upstream> upstreams;
-    timeouts timeouts;
-    limits limits;
+    sluice::config::timeouts timeouts; // qualified: the member name hides the type
+    sluice::config::limits limits;
     request_id_settings request_id;
     forwarded_settings forwarded;
     access_log_settings access_log;
     admin_settings admin;
     std::optional<host_port> resolver;
     bool watch = false;
+    // Where each value was written, by key path ("listeners[0].tls.certificates[0].cert_file",
+    // "upstreams[1]", "timeouts.client_header"), so checks made after loading (certificates,
+    // binds) can still report file:line:col. Filled by load_file/load_string; see error_at().
+    std::map<std::string, position, std::less<>> positions;
 };
 
 } // namespace sluice::config

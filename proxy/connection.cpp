@@ -1,0 +1,673 @@
+#include "proxy/connection.hpp"
+
+#include "proxy/balancer.hpp"
+#include "proxy/errors.hpp"
+#include "proxy/headers.hpp"
+#include "proxy/http_parser.hpp"
+#include "proxy/log.hpp"
+#include "proxy/relay.hpp"
+#include "proxy/worker.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/write.hpp>
+
+#include <array>
+#include <chrono>
+
+namespace sluice::proxy {
+namespace net = boost::asio;
+namespace beast = boost::beast;
+using tcp = net::ip::tcp;
+using std::chrono::steady_clock;
+
+namespace {
+
+constexpr std::size_t read_chunk = 16 * 1024;
+constexpr std::size_t max_response_head = 64 * 1024;
+constexpr auto linger_time = std::chrono::seconds(1);
+constexpr std::size_t linger_bytes = 64 * 1024;
+
+bool idempotent(std::string_view method) {
+    return method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE" ||
+           method == "OPTIONS" || method == "TRACE";
+}
+
+// The peer address as 16 bytes (IPv4 in the first 4; IPv4-mapped IPv6 as IPv4).
+std::pair<std::array<std::uint8_t, 16>, bool> address_bytes(const net::ip::address& a) {
+    std::array<std::uint8_t, 16> out{};
+    if (a.is_v6() && a.to_v6().is_v4_mapped()) {
+        const auto v4 = net::ip::make_address_v4(net::ip::v4_mapped, a.to_v6()).to_bytes();
+        std::copy(v4.begin(), v4.end(), out.begin());
+        return {out, false};
+    }
+    if (a.is_v4()) {
+        const auto v4 = a.to_v4().to_bytes();
+        std::copy(v4.begin(), v4.end(), out.begin());
+        return {out, false};
+    }
+    const auto v6 = a.to_v6().to_bytes();
+    std::copy(v6.begin(), v6.end(), out.begin());
+    return {out, true};
+}
+
+// Decrements a server's in-flight count when the exchange using it ends.
+class in_flight_guard {
+public:
+    in_flight_guard() = default;
+    explicit in_flight_guard(server_state* s) : s_(s) { s_->in_flight.fetch_add(1, std::memory_order_relaxed); }
+    in_flight_guard(const in_flight_guard&) = delete;
+    in_flight_guard& operator=(in_flight_guard&& o) noexcept {
+        release();
+        s_ = std::exchange(o.s_, nullptr);
+        return *this;
+    }
+    ~in_flight_guard() { release(); }
+
+private:
+    void release() {
+        if (s_ != nullptr) s_->in_flight.fetch_sub(1, std::memory_order_relaxed);
+        s_ = nullptr;
+    }
+    server_state* s_ = nullptr;
+};
+
+class client_session final : public session_base {
+public:
+    client_session(worker& w, tcp::socket socket, std::size_t listener_index)
+        : worker_(w), stream_(std::move(socket)), listener_index_(listener_index) {
+        boost::system::error_code ec;
+        const auto peer = stream_.socket().remote_endpoint(ec);
+        if (!ec) {
+            client_ip_ = peer.address().is_v6() && peer.address().to_v6().is_v4_mapped()
+                             ? net::ip::make_address_v4(net::ip::v4_mapped, peer.address().to_v6()).to_string()
+                             : peer.address().to_string();
+            const auto [bytes, v6] = address_bytes(peer.address());
+            for (const auto& cidr : worker_.current()->cfg.forwarded.trusted_proxies)
+                peer_trusted_ = peer_trusted_ || cidr_contains(cidr, bytes, v6);
+        }
+        stream_.socket().set_option(tcp::no_delay(true), ec);
+        worker_.attach(this);
+    }
+
+    ~client_session() override { worker_.detach(this); }
+
+    // The connection's coroutine; owns the session (lifetime: until it returns).
+    static net::awaitable<void> serve(std::unique_ptr<client_session> self) {
+        for (;;) {
+            const bool keep = co_await self->serve_one();
+            if (!keep) break;
+        }
+        co_await self->finish();
+    }
+
+    void on_drain() override {
+        if (idle_) close_sockets();
+        // Otherwise the response in progress carries Connection: close.
+    }
+    void close_now() override { close_sockets(); }
+
+private:
+    // --- one request ---------------------------------------------------------
+
+    // Serves one request; returns whether the connection stays open.
+    net::awaitable<bool> serve_one();
+    // Reads and parses a request head into req_.
+    net::awaitable<proxy_error> read_head(const config::config& cfg);
+    // Answers with a response the proxy makes; returns keep_alive as sent.
+    net::awaitable<bool> send_local(int status, std::string_view body, bool keep_alive,
+                                    std::string_view location = {});
+    net::awaitable<bool> send_error(proxy_error e, bool keep_alive);
+    // Relays the request to an upstream and its response back.
+    net::awaitable<bool> forward(const upstream_entry& up);
+    // Picks, connects (with retries) and returns a connection in upstream_.
+    net::awaitable<proxy_error> connect_upstream(const upstream_entry& up, std::vector<int>& tried,
+                                                 in_flight_guard& guard);
+    net::awaitable<proxy_error> read_response_head(upstream_connection& conn,
+                                                   std::chrono::milliseconds timeout,
+                                                   bool& any_byte);
+    net::awaitable<void> tunnel();
+    net::awaitable<void> finish();
+    void close_sockets();
+    void log_request();
+    std::size_t client_buffer_limit(const config::config& cfg) const {
+        return static_cast<std::size_t>(cfg.limits.max_header_bytes) + read_chunk;
+    }
+
+    worker& worker_;
+    beast::tcp_stream stream_;
+    const std::size_t listener_index_;
+    std::string client_ip_;
+    bool peer_trusted_ = false;
+    bool idle_ = false;      // waiting for the first byte of a request
+    bool linger_ = false;    // close gracefully: the client may still be sending
+    byte_buffer in_;
+    http::message_head req_;
+    http::message_head resp_;
+    std::string head_out_; // outgoing head bytes; capacity reused
+    relay_scratch scratch_;
+    std::unique_ptr<upstream_connection> upstream_; // during an exchange
+
+    // The request in progress (copied out of in_, which later reads reuse).
+    std::shared_ptr<const snapshot> snap_;
+    steady_clock::time_point started_;
+    std::string request_id_;
+    std::string method_;
+    std::string path_;
+    std::string host_;
+    int status_ = 0;
+    std::uint64_t bytes_in_ = 0;
+    std::uint64_t bytes_out_ = 0;
+    std::string_view upstream_name_;
+    std::string server_address_;
+    proxy_error error_ = proxy_error::none;
+};
+
+void client_session::close_sockets() {
+    boost::system::error_code ignored;
+    stream_.socket().close(ignored);
+    if (upstream_) upstream_->stream.socket().close(ignored);
+}
+
+net::awaitable<void> client_session::finish() {
+    if (linger_ && stream_.socket().is_open()) {
+        // Half-close, then drain what the client still sends for a moment:
+        // closing with unread data would send a reset that can destroy the
+        // error response before the client reads it.
+        boost::system::error_code ec;
+        stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+        const auto deadline = steady_clock::now() + linger_time;
+        std::size_t drained = 0;
+        while (!ec && drained < linger_bytes && steady_clock::now() < deadline) {
+            stream_.expires_at(deadline);
+            in_.consume(in_.size());
+            auto [p, room] = in_.prepare(read_chunk, read_chunk);
+            auto [rec, n] = co_await stream_.async_read_some(net::buffer(p, room), use_tuple);
+            ec = rec;
+            drained += n;
+        }
+    }
+    close_sockets();
+}
+
+net::awaitable<proxy_error> client_session::read_head(const config::config& cfg) {
+    const auto limit = static_cast<std::size_t>(cfg.limits.max_header_bytes);
+    stream_.expires_after(cfg.timeouts.client_header);
+    std::size_t scanned = 0;
+    for (;;) {
+        const auto data = in_.data();
+        const auto end = http::find_head_end(data, scanned);
+        if (end != 0) {
+            if (end > limit) co_return proxy_error::header_too_large;
+            break;
+        }
+        if (data.size() >= limit) co_return proxy_error::header_too_large;
+        scanned = data.size();
+        auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(cfg));
+        auto [ec, n] = co_await stream_.async_read_some(net::buffer(p, room), use_tuple);
+        if (ec == beast::error::timeout) co_return proxy_error::header_timeout;
+        if (ec) co_return proxy_error::client_closed;
+        in_.commit(n);
+    }
+    const auto status = http::parse_request_head(in_.data(), req_);
+    if (status != http::parse_status::ok) {
+        log::debug("bad request", {{"reason", http::to_string(status)}, {"client", client_ip_}});
+        co_return proxy_error::bad_request;
+    }
+    // HTTP/1.1 requires exactly one Host (RFC 9112 3.2).
+    if (req_.version_minor == 1 && req_.host.empty() &&
+        std::none_of(req_.fields.begin(), req_.fields.end(),
+                     [](const http::field& f) { return http::iequals(f.name, "host"); }))
+        co_return proxy_error::bad_request;
+    co_return proxy_error::none;
+}
+
+net::awaitable<bool> client_session::send_local(int status, std::string_view body, bool keep_alive,
+                                                std::string_view location) {
+    keep_alive = keep_alive && !worker_.draining();
+    head_out_.clear();
+    local_response r;
+    r.status = status;
+    r.body = body;
+    r.location = location;
+    r.request_id_header = snap_->cfg.request_id.header;
+    r.request_id = request_id_;
+    r.keep_alive = keep_alive;
+    r.head_request = method_ == "HEAD";
+    build_local_response(r, head_out_);
+    status_ = status;
+    stream_.expires_after(snap_->cfg.timeouts.client_body);
+    auto [ec, n] = co_await net::async_write(stream_, net::buffer(head_out_), use_tuple);
+    if (ec) {
+        error_ = proxy_error::client_closed;
+        co_return false;
+    }
+    bytes_out_ += r.head_request ? 0 : body.size();
+    co_return keep_alive;
+}
+
+net::awaitable<bool> client_session::send_error(proxy_error e, bool keep_alive) {
+    error_ = e;
+    std::string body;
+    body.reserve(96);
+    body.append(std::to_string(status_for(e)));
+    body.push_back(' ');
+    body.append(reason_phrase(status_for(e)));
+    body.append(": ");
+    body.append(describe(e));
+    body.append("\nrequest_id: ");
+    body.append(request_id_);
+    body.push_back('\n');
+    const bool kept = co_await send_local(status_for(e), body, keep_alive);
+    error_ = e; // send_local may have replaced it with client_closed
+    co_return kept;
+}
+
+net::awaitable<bool> client_session::serve_one() {
+    snap_ = worker_.current();
+    const auto& cfg = snap_->cfg;
+    if (in_.empty()) {
+        if (worker_.draining()) co_return false;
+        idle_ = true;
+        stream_.expires_after(cfg.timeouts.client_idle);
+        auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(cfg));
+        auto [ec, n] = co_await stream_.async_read_some(net::buffer(p, room), use_tuple);
+        idle_ = false;
+        if (ec) co_return false;
+        in_.commit(n);
+        // A drain that began while the request was arriving still lets it finish.
+        snap_ = worker_.current();
+    }
+    started_ = steady_clock::now();
+    status_ = 0;
+    bytes_in_ = bytes_out_ = 0;
+    upstream_name_ = {};
+    server_address_.clear();
+    error_ = proxy_error::none;
+    method_.clear();
+    path_.clear();
+    host_.clear();
+
+    const auto head_error = co_await read_head(snap_->cfg);
+    if (head_error != proxy_error::none) {
+        if (head_error == proxy_error::client_closed) co_return false;
+        // The request ID of a request that could not be read is always new.
+        std::array<char, 36> id{};
+        worker_.ids().next(id);
+        request_id_.assign(id.data(), id.size());
+        linger_ = true;
+        co_await send_error(head_error, false);
+        log_request();
+        co_return false;
+    }
+
+    // Everything needed after the head is copied now: reading the body
+    // reuses in_, which the views in req_ point into.
+    const auto& rid = cfg.request_id;
+    std::string_view incoming_id;
+    for (const auto& f : req_.fields)
+        if (http::iequals(f.name, rid.header)) {
+            incoming_id = f.value;
+            break;
+        }
+    if (rid.trust_incoming && valid_request_id(incoming_id)) {
+        request_id_.assign(incoming_id);
+    } else {
+        std::array<char, 36> id{};
+        worker_.ids().next(id);
+        request_id_.assign(id.data(), id.size());
+    }
+    method_.assign(req_.method);
+    const auto authority = target_authority(req_.target);
+    host_.assign(authority.empty() ? req_.host : authority);
+    path_.assign(req_.target);
+    const bool client_keep_alive = req_.keep_alive();
+    const bool has_body = req_.body != http::framing::none;
+
+    if (cfg.limits.max_body_bytes > 0 && req_.body == http::framing::content_length &&
+        req_.content_length > cfg.limits.max_body_bytes) {
+        linger_ = true;
+        co_await send_error(proxy_error::body_too_large, false);
+        log_request();
+        co_return false;
+    }
+
+    const auto& listener = snap_->listeners[std::min(listener_index_, snap_->listeners.size() - 1)];
+    const auto* route = match_route(listener.routes, host_, target_path(req_.target));
+    bool keep = false;
+    if (route == nullptr) {
+        // Without a body to skip, the connection can stay.
+        keep = co_await send_error(proxy_error::no_route, client_keep_alive && !has_body);
+        linger_ = has_body;
+    } else if (const auto* respond = std::get_if<config::respond_action>(&route->route->action)) {
+        keep = co_await send_local(respond->status, respond->body, client_keep_alive && !has_body);
+        linger_ = has_body;
+    } else if (const auto* redirect = std::get_if<config::redirect_action>(&route->route->action)) {
+        const int port = redirect->port ? *redirect->port : 0;
+        const auto location = redirect_location(redirect->scheme, port, host_, req_.target);
+        keep = co_await send_local(redirect->status, {}, client_keep_alive && !has_body, location);
+        linger_ = has_body;
+    } else {
+        keep = co_await forward(snap_->upstreams[static_cast<std::size_t>(route->upstream_index)]);
+    }
+    log_request();
+    co_return keep;
+}
+
+net::awaitable<proxy_error> client_session::connect_upstream(const upstream_entry& up,
+                                                             std::vector<int>& tried,
+                                                             in_flight_guard& guard) {
+    const auto& cfg = *up.cfg;
+    auto& cursor = up.cursors[static_cast<std::size_t>(worker_.id()) % up.cursors.size()];
+    proxy_error last = proxy_error::no_healthy_server;
+    for (int attempt = 0; attempt <= cfg.retries; ++attempt) {
+        const auto now = steady_now_ns();
+        auto eligible = [&](std::size_t i) {
+            return up.servers[i]->available(now) &&
+                   std::find(tried.begin(), tried.end(), static_cast<int>(i)) == tried.end();
+        };
+        int pick = -1;
+        if (cfg.balance == config::balance_policy::least_conn) {
+            pick = pick_least_loaded(
+                up.weights, cursor.rotation++,
+                [&](std::size_t i) { return up.servers[i]->in_flight.load(std::memory_order_relaxed); },
+                eligible);
+        } else {
+            pick = pick_smooth_weighted(cursor.current, up.weights, eligible);
+        }
+        if (pick < 0) co_return last;
+        tried.push_back(pick);
+        auto& server = up.servers[static_cast<std::size_t>(pick)];
+        guard = in_flight_guard(server.get());
+        server_address_ = server->address;
+
+        if (auto pooled = worker_.pool().take(server.get())) {
+            upstream_ = std::move(pooled);
+            co_return proxy_error::none;
+        }
+        auto conn = std::make_unique<upstream_connection>(worker_.io());
+        conn->server = server;
+        boost::system::error_code ec;
+        const auto address = net::ip::make_address(server->ip, ec);
+        if (!ec) {
+            conn->stream.expires_after(up.connect_timeout);
+            auto [cec] = co_await conn->stream.async_connect(tcp::endpoint(address, server->port), use_tuple);
+            ec = cec;
+        }
+        if (!ec) {
+            conn->stream.socket().set_option(tcp::no_delay(true), ec);
+            record_connect_success(*server);
+            upstream_ = std::move(conn);
+            co_return proxy_error::none;
+        }
+        last = ec == beast::error::timeout ? proxy_error::connect_timeout : proxy_error::connect_failed;
+        record_connect_failure(*server, cfg.passive.max_fails, cfg.passive.fail_timeout);
+        log::debug("upstream connect failed",
+                   {{"upstream", cfg.name}, {"server", server->address}, {"error", ec.message()}});
+    }
+    co_return last;
+}
+
+net::awaitable<proxy_error> client_session::read_response_head(upstream_connection& conn,
+                                                               std::chrono::milliseconds timeout,
+                                                               bool& any_byte) {
+    conn.stream.expires_after(timeout);
+    std::size_t scanned = 0;
+    for (;;) {
+        const auto data = conn.buffer.data();
+        if (!data.empty()) any_byte = true;
+        const auto end = http::find_head_end(data, scanned);
+        if (end != 0) break;
+        if (data.size() >= max_response_head) co_return proxy_error::bad_response;
+        scanned = data.size();
+        auto [p, room] = conn.buffer.prepare(read_chunk, max_response_head + read_chunk);
+        auto [ec, n] = co_await conn.stream.async_read_some(net::buffer(p, room), use_tuple);
+        if (ec == beast::error::timeout) co_return proxy_error::response_timeout;
+        if (ec) co_return proxy_error::upstream_reset;
+        conn.buffer.commit(n);
+    }
+    if (http::parse_response_head(conn.buffer.data(), resp_) != http::parse_status::ok)
+        co_return proxy_error::bad_response;
+    co_return proxy_error::none;
+}
+
+net::awaitable<bool> client_session::forward(const upstream_entry& up) {
+    const auto& cfg = snap_->cfg;
+    upstream_name_ = up.cfg->name;
+    const bool client_keep_alive = req_.keep_alive();
+    const bool upgrade = req_.connection_upgrade && !req_.upgrade.empty();
+    const bool is_head = method_ == "HEAD";
+    const bool client_http10 = req_.version_minor == 0;
+    const auto request_framing = req_.body;
+    const auto request_length = req_.content_length;
+    const bool send_continue = req_.expect_continue && request_framing != http::framing::none;
+
+    // The outgoing head is built while req_'s views are valid; kept in
+    // request_head so a retry can resend it.
+    std::string request_head;
+    {
+        forward_facts facts;
+        facts.client_ip = client_ip_;
+        facts.peer_trusted = peer_trusted_;
+        facts.tls = false;
+        facts.request_id_header = cfg.request_id.header;
+        facts.request_id = request_id_;
+        facts.path = target_path(req_.target) == req_.target || req_.target.front() == '/'
+                         ? req_.target
+                         : std::string_view{};
+        std::string origin_form;
+        if (facts.path.empty()) {
+            // Absolute-form target: send its path and query.
+            const auto authority = target_authority(req_.target);
+            auto rest = req_.target.substr(req_.target.find("://") + 3 + authority.size());
+            origin_form = rest.empty() || rest.front() != '/' ? "/" + std::string(rest) : std::string(rest);
+            facts.path = origin_form;
+        }
+        facts.upgrade = upgrade;
+        facts.strip_expect = req_.expect_continue;
+        facts.default_host = host_;
+        request_head.reserve(512);
+        build_upstream_request(req_, facts, request_head);
+    }
+    in_.consume(req_.head_size);
+    const bool may_retry_stale = idempotent(method_) && request_framing == http::framing::none;
+
+    std::vector<int> tried;
+    in_flight_guard guard;
+    proxy_error failure = proxy_error::none;
+    for (int stale_retries = 0;; ++stale_retries) {
+        failure = co_await connect_upstream(up, tried, guard);
+        if (failure != proxy_error::none) break;
+        const bool reused = upstream_->requests > 0;
+
+        // Request head and body.
+        const auto sent = co_await relay_body(stream_, in_, upstream_->stream, request_framing,
+                                              request_length, false, cfg.timeouts.client_body,
+                                              up.response_timeout, cfg.limits.max_body_bytes,
+                                              request_head, send_continue, scratch_);
+        bytes_in_ += sent.bytes;
+        if (sent.outcome == relay_outcome::read_failed || sent.outcome == relay_outcome::bad_framing ||
+            sent.outcome == relay_outcome::too_large) {
+            // The client's side broke; the upstream got a partial request.
+            upstream_.reset();
+            if (sent.outcome == relay_outcome::read_failed) {
+                error_ = proxy_error::client_closed;
+                co_return false;
+            }
+            linger_ = true;
+            co_return co_await send_error(sent.outcome == relay_outcome::too_large
+                                              ? proxy_error::body_too_large
+                                              : proxy_error::bad_request,
+                                          false);
+        }
+        bool any_byte = false;
+        if (sent.outcome == relay_outcome::complete) {
+            failure = co_await read_response_head(*upstream_, up.response_timeout, any_byte);
+            // 1xx interim responses: the proxy answered Expect itself; drop them.
+            while (failure == proxy_error::none && resp_.status < 200 && resp_.status != 101) {
+                upstream_->buffer.consume(resp_.head_size);
+                failure = co_await read_response_head(*upstream_, up.response_timeout, any_byte);
+            }
+        } else {
+            failure = proxy_error::upstream_reset; // write to the upstream failed
+        }
+        if (failure == proxy_error::none) break;
+        upstream_.reset();
+        // A pooled connection the upstream had closed: retry on a fresh one.
+        const bool stale = reused && !any_byte && failure == proxy_error::upstream_reset;
+        if (!(stale && may_retry_stale && stale_retries < 2)) break;
+        tried.pop_back(); // the same server may be picked again
+    }
+    if (failure != proxy_error::none) {
+        upstream_.reset();
+        const bool keep = client_keep_alive && request_framing == http::framing::none;
+        co_return co_await send_error(failure, keep);
+    }
+
+    auto& conn = *upstream_;
+    status_ = resp_.status;
+    if (resp_.status == 101) {
+        if (!upgrade) {
+            upstream_.reset();
+            co_return co_await send_error(proxy_error::bad_response, false);
+        }
+        response_facts facts;
+        facts.request_id_header = cfg.request_id.header;
+        facts.request_id = request_id_;
+        facts.upgrade = true;
+        head_out_.clear();
+        build_client_response(resp_, facts, head_out_);
+        conn.buffer.consume(resp_.head_size);
+        stream_.expires_after(cfg.timeouts.client_body);
+        auto [ec, n] = co_await net::async_write(stream_, net::buffer(head_out_), use_tuple);
+        if (ec) {
+            upstream_.reset();
+            error_ = proxy_error::client_closed;
+            co_return false;
+        }
+        co_await tunnel();
+        upstream_.reset();
+        co_return false;
+    }
+
+    const auto framing = http::response_framing(resp_, is_head);
+    const bool dechunk = framing == http::framing::chunked && client_http10;
+    const bool keep_alive = client_keep_alive && !worker_.draining() &&
+                            framing != http::framing::until_close && !dechunk;
+    response_facts facts;
+    facts.request_id_header = cfg.request_id.header;
+    facts.request_id = request_id_;
+    facts.body = framing;
+    facts.dechunk = dechunk;
+    facts.keep_alive = keep_alive;
+    facts.client_http10 = client_http10;
+    head_out_.clear();
+    build_client_response(resp_, facts, head_out_);
+    const bool upstream_keep_alive = resp_.keep_alive();
+    const auto response_length = resp_.content_length;
+    conn.buffer.consume(resp_.head_size);
+
+    const auto got = co_await relay_body(conn.stream, conn.buffer, stream_, framing, response_length,
+                                         dechunk, up.response_timeout, cfg.timeouts.client_body, 0,
+                                         head_out_, false, scratch_);
+    bytes_out_ += got.bytes;
+    if (got.outcome != relay_outcome::complete) {
+        upstream_.reset();
+        if (got.outcome == relay_outcome::write_failed) error_ = proxy_error::client_closed;
+        else error_ = got.outcome == relay_outcome::timeout ? proxy_error::response_timeout
+                                                            : proxy_error::upstream_reset;
+        co_return false; // the response is cut short: closing tells the client
+    }
+    ++conn.requests;
+    if (upstream_keep_alive && framing != http::framing::until_close && conn.buffer.empty())
+        worker_.pool().put(std::move(upstream_));
+    upstream_.reset();
+    co_return keep_alive;
+}
+
+net::awaitable<void> client_session::tunnel() {
+    // Two pumps run as coroutines of their own; this one keeps the session
+    // (and both sockets) alive until both have ended, and closes an idle
+    // tunnel after tunnel_idle.
+    struct tunnel_state {
+        explicit tunnel_state(net::any_io_executor ex) : timer(ex) {}
+        net::steady_timer timer;
+        steady_clock::time_point last_activity = steady_clock::now();
+        int running = 2;
+    };
+    auto state = std::make_shared<tunnel_state>(worker_.io().get_executor());
+    auto& client = stream_.socket();
+    auto& upstream = upstream_->stream.socket();
+    stream_.expires_never();
+    upstream_->stream.expires_never();
+
+    // Lifetime: `from`, `to` and `pending` belong to this session, which
+    // outlives both pumps (tunnel() returns only when running == 0).
+    auto pump = [](tcp::socket& from, tcp::socket& to, byte_buffer& pending,
+                   std::shared_ptr<tunnel_state> st) -> net::awaitable<void> {
+        boost::system::error_code ec;
+        if (!pending.empty()) {
+            auto [wec, n] = co_await net::async_write(to, net::buffer(pending.data().data(), pending.size()), use_tuple);
+            pending.consume(n);
+            ec = wec;
+        }
+        std::array<char, 16384> buf;
+        while (!ec) {
+            auto [rec, n] = co_await from.async_read_some(net::buffer(buf), use_tuple);
+            if (rec) break;
+            st->last_activity = steady_clock::now();
+            auto [wec, wn] = co_await net::async_write(to, net::buffer(buf.data(), n), use_tuple);
+            ec = wec;
+        }
+        // Pass the end on (a WebSocket close arrives as FIN); an error ends both.
+        boost::system::error_code ignored;
+        if (ec) {
+            from.close(ignored);
+            to.close(ignored);
+        } else {
+            to.shutdown(tcp::socket::shutdown_send, ignored);
+        }
+        if (--st->running == 0) st->timer.cancel();
+    };
+    net::co_spawn(worker_.io(), pump(client, upstream, in_, state), net::detached);
+    net::co_spawn(worker_.io(), pump(upstream, client, upstream_->buffer, state), net::detached);
+
+    const auto idle_limit = snap_->cfg.timeouts.tunnel_idle;
+    while (state->running > 0) {
+        state->timer.expires_at(state->last_activity + idle_limit);
+        co_await state->timer.async_wait(use_tuple);
+        if (state->running > 0 && steady_clock::now() >= state->last_activity + idle_limit) {
+            boost::system::error_code ignored;
+            client.close(ignored);
+            upstream.close(ignored);
+        }
+    }
+}
+
+void client_session::log_request() {
+    if (!snap_->cfg.access_log.enabled) return;
+    access_record r;
+    r.request_id = request_id_;
+    r.client = client_ip_;
+    r.listener = snap_->cfg.listeners[std::min(listener_index_, snap_->cfg.listeners.size() - 1)].name;
+    r.method = method_;
+    r.path = path_;
+    r.host = host_;
+    r.status = error_ == proxy_error::client_closed && status_ == 0 ? 499 : status_;
+    r.bytes_in = bytes_in_;
+    r.bytes_out = bytes_out_;
+    r.duration_ms = std::chrono::duration<double, std::milli>(steady_clock::now() - started_).count();
+    r.upstream = upstream_name_;
+    r.server = server_address_;
+    if (error_ != proxy_error::none) r.error = describe(error_);
+    worker_.log_access(r);
+}
+
+} // namespace
+
+void start_session(worker& w, tcp::socket socket, std::size_t listener_index) {
+    auto session = std::make_unique<client_session>(w, std::move(socket), listener_index);
+    net::co_spawn(w.io(), client_session::serve(std::move(session)), net::detached);
+}
+
+} // namespace sluice::proxy

@@ -1,0 +1,260 @@
+#include "proxy/headers.hpp"
+
+#include "proxy/errors.hpp"
+#include "proxy/router.hpp"
+
+#include <charconv>
+
+namespace sluice::proxy {
+namespace {
+
+using http::iequals;
+
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+    out.append(name);
+    out.append(": ");
+    out.append(value);
+    out.append("\r\n");
+}
+
+void append_number(std::string& out, std::uint64_t n) {
+    char digits[24];
+    const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, n);
+    out.append(digits, end);
+}
+
+bool named_in_connection(std::string_view name, const http::message_head& head) {
+    for (const auto& f : head.fields) {
+        if (f.name.size() != 10 || !iequals(f.name, "connection")) continue;
+        std::string_view v = f.value;
+        while (!v.empty()) {
+            const auto comma = v.find(',');
+            auto token = v.substr(0, comma);
+            while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+            while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+            if (iequals(token, name)) return true;
+            if (comma == std::string_view::npos) break;
+            v.remove_prefix(comma + 1);
+        }
+    }
+    return false;
+}
+
+bool is_framing_field(std::string_view name) {
+    return (name.size() == 14 && iequals(name, "content-length")) ||
+           (name.size() == 17 && iequals(name, "transfer-encoding"));
+}
+
+} // namespace
+
+bool is_hop_by_hop(std::string_view name, const http::message_head& head) {
+    switch (name.size()) {
+    case 2:
+        if (iequals(name, "te")) return true;
+        break;
+    case 7:
+        if (iequals(name, "upgrade") || iequals(name, "trailer")) return true;
+        break;
+    case 10:
+        if (iequals(name, "connection") || iequals(name, "keep-alive")) return true;
+        break;
+    case 16:
+        if (iequals(name, "proxy-connection")) return true;
+        break;
+    case 17:
+        if (iequals(name, "transfer-encoding")) return true;
+        break;
+    default:
+        break;
+    }
+    // Rarely set, so the scan for names listed in Connection is rarely run.
+    return head.connection_lists_fields && named_in_connection(name, head);
+}
+
+void build_upstream_request(const http::message_head& req, const forward_facts& facts,
+                            std::string& out) {
+    out.append(req.method);
+    out.push_back(' ');
+    out.append(facts.path);
+    out.append(" HTTP/1.1\r\n");
+
+    // Incoming X-Forwarded-* values, kept only from trusted peers.
+    std::string_view xff_first;
+    bool xff_many = false;
+    std::string_view xf_proto;
+    std::string_view xf_host;
+    bool saw_host = false;
+
+    for (const auto& f : req.fields) {
+        const auto name = f.name;
+        if (is_framing_field(name) || is_hop_by_hop(name, req)) continue;
+        if (iequals(name, facts.request_id_header)) continue;
+        if (name.size() == 15 && iequals(name, "x-forwarded-for")) {
+            if (facts.peer_trusted) {
+                if (xff_first.empty()) xff_first = f.value;
+                else xff_many = true;
+            }
+            continue;
+        }
+        if (name.size() == 17 && iequals(name, "x-forwarded-proto")) {
+            if (facts.peer_trusted && xf_proto.empty()) xf_proto = f.value;
+            continue;
+        }
+        if (name.size() == 16 && iequals(name, "x-forwarded-host")) {
+            if (facts.peer_trusted && xf_host.empty()) xf_host = f.value;
+            continue;
+        }
+        if (facts.strip_expect && name.size() == 6 && iequals(name, "expect")) continue;
+        if (name.size() == 4 && iequals(name, "host")) {
+            // Send one Host only, even if the client sent several.
+            if (saw_host) continue;
+            saw_host = true;
+        }
+        append_field(out, name, f.value);
+    }
+    if (!saw_host && !facts.default_host.empty()) append_field(out, "Host", facts.default_host);
+
+    if (req.body == http::framing::chunked) {
+        append_field(out, "Transfer-Encoding", req.transfer_encoding);
+    } else if (req.body == http::framing::content_length) {
+        out.append("Content-Length: ");
+        append_number(out, req.content_length);
+        out.append("\r\n");
+    } else if (req.content_length == 0 && !req.fields.empty()) {
+        // An explicit "Content-Length: 0" (parsed as no body) is kept: some
+        // servers demand a length on POST.
+        for (const auto& f : req.fields)
+            if (f.name.size() == 14 && iequals(f.name, "content-length")) {
+                out.append("Content-Length: 0\r\n");
+                break;
+            }
+    }
+
+    out.append("X-Forwarded-For: ");
+    if (!xff_first.empty()) {
+        out.append(xff_first);
+        if (xff_many) {
+            // Several X-Forwarded-For fields form one list, in order.
+            bool first = true;
+            for (const auto& f : req.fields) {
+                if (f.name.size() != 15 || !iequals(f.name, "x-forwarded-for")) continue;
+                if (first) {
+                    first = false;
+                    continue;
+                }
+                out.append(", ");
+                out.append(f.value);
+            }
+        }
+        out.append(", ");
+    }
+    out.append(facts.client_ip);
+    out.append("\r\n");
+    append_field(out, "X-Forwarded-Proto",
+                 !xf_proto.empty() ? xf_proto : (facts.tls ? std::string_view("https") : "http"));
+    const std::string_view host = !xf_host.empty() ? xf_host : req.host;
+    if (!host.empty()) append_field(out, "X-Forwarded-Host", host);
+    append_field(out, facts.request_id_header, facts.request_id);
+    if (facts.upgrade) {
+        append_field(out, "Connection", "upgrade");
+        append_field(out, "Upgrade", req.upgrade);
+    }
+    out.append("\r\n");
+}
+
+void build_client_response(const http::message_head& resp, const response_facts& facts,
+                           std::string& out) {
+    out.append("HTTP/1.1 ");
+    append_number(out, static_cast<std::uint64_t>(resp.status));
+    out.push_back(' ');
+    out.append(resp.reason.empty() ? reason_phrase(resp.status) : resp.reason);
+    out.append("\r\n");
+    for (const auto& f : resp.fields) {
+        if (is_framing_field(f.name) || is_hop_by_hop(f.name, resp)) continue;
+        if (iequals(f.name, facts.request_id_header)) continue;
+        append_field(out, f.name, f.value);
+    }
+    switch (facts.body) {
+    case http::framing::content_length:
+        out.append("Content-Length: ");
+        append_number(out, resp.content_length);
+        out.append("\r\n");
+        break;
+    case http::framing::chunked:
+        if (!facts.dechunk) append_field(out, "Transfer-Encoding", resp.transfer_encoding);
+        break;
+    case http::framing::none:
+        // Keep what the upstream said about the length (HEAD, 304, or an
+        // explicit zero), minus any transfer coding.
+        for (const auto& f : resp.fields)
+            if (f.name.size() == 14 && iequals(f.name, "content-length")) {
+                append_field(out, f.name, f.value);
+                break;
+            }
+        break;
+    case http::framing::until_close:
+        break;
+    }
+    append_field(out, facts.request_id_header, facts.request_id);
+    if (facts.upgrade) {
+        append_field(out, "Connection", "upgrade");
+        append_field(out, "Upgrade", resp.upgrade);
+    } else if (!facts.keep_alive) {
+        append_field(out, "Connection", "close");
+    } else if (facts.client_http10) {
+        append_field(out, "Connection", "keep-alive");
+    }
+    out.append("\r\n");
+}
+
+void build_local_response(const local_response& r, std::string& out) {
+    out.append("HTTP/1.1 ");
+    append_number(out, static_cast<std::uint64_t>(r.status));
+    out.push_back(' ');
+    out.append(reason_phrase(r.status));
+    out.append("\r\n");
+    if (!r.location.empty()) append_field(out, "Location", r.location);
+    if (!r.body.empty()) append_field(out, "Content-Type", r.content_type);
+    out.append("Content-Length: ");
+    append_number(out, r.body.size());
+    out.append("\r\n");
+    append_field(out, r.request_id_header, r.request_id);
+    if (!r.keep_alive) append_field(out, "Connection", "close");
+    out.append("\r\n");
+    if (!r.head_request) out.append(r.body);
+}
+
+std::string redirect_location(std::string_view scheme, int port, std::string_view host,
+                              std::string_view target) {
+    std::string out;
+    out.append(scheme);
+    out.append("://");
+    out.append(host_without_port(host));
+    const bool default_port = (scheme == "https" && port == 443) || (scheme == "http" && port == 80);
+    if (port > 0 && !default_port) {
+        out.push_back(':');
+        append_number(out, static_cast<std::uint64_t>(port));
+    }
+    if (target.empty() || target.front() != '/') {
+        // Absolute-form targets keep only their path and query.
+        const auto authority = target_authority(target);
+        if (!authority.empty()) target.remove_prefix(target.find("://") + 3 + authority.size());
+        if (target.empty() || target.front() != '/') out.push_back('/');
+    }
+    out.append(target);
+    return out;
+}
+
+} // namespace sluice::proxy
+
+namespace sluice::proxy {
+bool cidr_contains(const config::cidr& net, const std::array<std::uint8_t, 16>& bytes, bool v6) {
+    if (net.v6 != v6) return false;
+    int bits = net.prefix_len;
+    for (std::size_t i = 0; bits > 0; ++i, bits -= 8) {
+        const std::uint8_t mask = bits >= 8 ? 0xff : static_cast<std::uint8_t>(0xff << (8 - bits));
+        if ((bytes[i] & mask) != (net.addr[i] & mask)) return false;
+    }
+    return true;
+}
+} // namespace sluice::proxy

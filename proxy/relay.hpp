@@ -1,0 +1,147 @@
+#pragma once
+// Moving a message (head and body) from one stream to another through a
+// bounded buffer: the body is forwarded as it arrives, so memory per exchange
+// is fixed whatever the body's size, and a slow reader slows the writer
+// (back-pressure) instead of filling memory. Included only by the files that
+// run exchanges (heavy: Asio and Beast).
+
+#include "proxy/byte_buffer.hpp"
+#include "proxy/http_parser.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/error.hpp>
+
+#include <chrono>
+#include <string_view>
+#include <vector>
+
+namespace sluice::proxy {
+
+inline constexpr auto use_tuple = boost::asio::as_tuple(boost::asio::use_awaitable);
+
+enum class relay_outcome : std::uint8_t {
+    complete,     // the whole body went through
+    read_failed,  // the source closed or failed before the body ended
+    write_failed, // the destination closed or failed
+    timeout,      // the source sent nothing for read_timeout
+    bad_framing,  // a malformed chunked body
+    too_large,    // the body passed max_bytes
+};
+
+struct relay_result {
+    relay_outcome outcome = relay_outcome::complete;
+    std::uint64_t bytes = 0; // body bytes taken from the source
+};
+
+// Reused between exchanges so steady traffic allocates nothing.
+struct relay_scratch {
+    std::vector<std::string_view> pieces;
+    std::vector<boost::asio::const_buffer> buffers;
+};
+
+inline constexpr std::size_t relay_chunk = 16 * 1024;
+inline constexpr std::size_t relay_buffer_limit = 64 * 1024;
+
+// Writes `head` to `dst`, then the body that follows it in `src`, delimited
+// by `framing` (`length` bytes for content_length). `src_buf` holds bytes
+// already read from `src`, starting with the body; on return the body's
+// bytes have been consumed from it and whatever follows (a pipelined
+// request) is left. The first body bytes go out with the head in one write.
+// `dechunk`: strip chunked framing (for HTTP/1.0 clients). `max_bytes`: 0 or
+// the most body bytes accepted. `continue_reply`: before the first read from
+// `src`, write "100 Continue" to it (the client waits for it to send a body).
+template <typename Src, typename Dst>
+boost::asio::awaitable<relay_result>
+relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std::uint64_t length,
+           bool dechunk, std::chrono::milliseconds read_timeout,
+           std::chrono::milliseconds write_timeout, std::uint64_t max_bytes, std::string_view head,
+           bool continue_reply, relay_scratch& scratch) {
+    namespace net = boost::asio;
+    relay_result r;
+    http::chunked_scanner scanner;
+    std::uint64_t remaining = length;
+    bool done = framing == http::framing::none;
+    for (;;) {
+        // Forward what is buffered (possibly nothing, to send the head).
+        std::size_t take = 0;
+        scratch.buffers.clear();
+        if (!head.empty()) scratch.buffers.emplace_back(head.data(), head.size());
+        const auto data = src_buf.data();
+        if (!done && !data.empty()) {
+            switch (framing) {
+            case http::framing::content_length:
+                take = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, data.size()));
+                remaining -= take;
+                done = remaining == 0;
+                scratch.buffers.emplace_back(data.data(), take);
+                break;
+            case http::framing::chunked: {
+                scratch.pieces.clear();
+                const auto res = scanner.feed(data, dechunk ? &scratch.pieces : nullptr);
+                if (res.error) {
+                    r.outcome = relay_outcome::bad_framing;
+                    co_return r;
+                }
+                take = res.consumed;
+                done = res.done;
+                if (dechunk) {
+                    for (const auto piece : scratch.pieces)
+                        if (!piece.empty()) scratch.buffers.emplace_back(piece.data(), piece.size());
+                } else {
+                    scratch.buffers.emplace_back(data.data(), take);
+                }
+                break;
+            }
+            case http::framing::until_close:
+                take = data.size();
+                scratch.buffers.emplace_back(data.data(), take);
+                break;
+            case http::framing::none:
+                break;
+            }
+            r.bytes += take;
+            if (max_bytes > 0 && r.bytes > max_bytes) {
+                r.outcome = relay_outcome::too_large;
+                co_return r;
+            }
+        }
+        if (net::buffer_size(scratch.buffers) > 0) {
+            dst.expires_after(write_timeout);
+            auto [ec, n] = co_await net::async_write(dst, scratch.buffers, use_tuple);
+            if (ec) {
+                r.outcome = relay_outcome::write_failed;
+                co_return r;
+            }
+        }
+        src_buf.consume(take);
+        head = {};
+        if (done) co_return r;
+
+        if (continue_reply) {
+            continue_reply = false;
+            static constexpr std::string_view reply = "HTTP/1.1 100 Continue\r\n\r\n";
+            src.expires_after(write_timeout);
+            auto [ec, n] = co_await net::async_write(src, net::buffer(reply.data(), reply.size()), use_tuple);
+            if (ec) {
+                r.outcome = relay_outcome::read_failed;
+                co_return r;
+            }
+        }
+        src.expires_after(read_timeout);
+        auto [p, room] = src_buf.prepare(relay_chunk, relay_buffer_limit);
+        auto [ec, n] = co_await src.async_read_some(net::buffer(p, room), use_tuple);
+        if (ec) {
+            if (framing == http::framing::until_close && ec == net::error::eof) co_return r;
+            r.outcome = ec == boost::beast::error::timeout ? relay_outcome::timeout
+                                                            : relay_outcome::read_failed;
+            co_return r;
+        }
+        src_buf.commit(n);
+    }
+}
+
+} // namespace sluice::proxy

@@ -1,0 +1,56 @@
+#pragma once
+// One immutable version of everything a request needs: the config, compiled
+// routes and the upstreams with their resolved servers. Built on the control
+// thread, then shared by every worker through shared_ptr<const snapshot>; a
+// request keeps the version it started with until it ends.
+
+#include "config/model.hpp"
+#include "proxy/router.hpp"
+#include "proxy/server_state.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sluice::proxy {
+
+struct upstream_entry {
+    const config::upstream* cfg = nullptr;
+    std::vector<std::shared_ptr<server_state>> servers;
+    std::vector<int> weights; // parallel to servers
+    std::chrono::milliseconds connect_timeout{};
+    std::chrono::milliseconds response_timeout{};
+
+    // Per-worker balancer state: slot k is read and written by worker k only.
+    struct alignas(64) worker_cursor {
+        std::vector<std::int64_t> current; // smooth weighted round robin
+        std::size_t rotation = 0;          // least_conn tie rotation
+    };
+    mutable std::vector<worker_cursor> cursors;
+};
+
+struct listener_entry {
+    const config::listener* cfg = nullptr;
+    std::vector<compiled_route> routes;
+};
+
+struct snapshot {
+    config::config cfg;
+    std::uint64_t generation = 0;
+    std::chrono::system_clock::time_point loaded_at;
+    std::vector<upstream_entry> upstreams; // parallel to cfg.upstreams
+    std::vector<listener_entry> listeners; // parallel to cfg.listeners
+
+    const upstream_entry* find_upstream(std::string_view name) const;
+};
+
+// Builds a snapshot from a validated config: compiles routes, resolves
+// server names (one server per address; std::runtime_error naming the
+// server when a name does not resolve) and takes each server's shared state
+// from `registry`. Runs on the control thread.
+std::shared_ptr<const snapshot> build_snapshot(config::config cfg, std::uint64_t generation,
+                                               server_registry& registry);
+
+} // namespace sluice::proxy

@@ -1,0 +1,58 @@
+#include "proxy/upstream_pool.hpp"
+
+#include <cerrno>
+#include <sys/socket.h>
+
+namespace sluice::proxy {
+namespace {
+
+// An idle connection must have nothing to read: a FIN (the upstream closed
+// it, as Gunicorn does after each response) or stray bytes both make it
+// unusable. One non-blocking peek tells.
+bool still_open(upstream_connection& c) {
+    char byte;
+    const auto fd = c.stream.socket().native_handle();
+    const auto n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+} // namespace
+
+std::unique_ptr<upstream_connection> upstream_pool::take(const server_state* server) {
+    const auto it = idle_.find(server);
+    if (it == idle_.end()) return nullptr;
+    auto& list = it->second;
+    while (!list.empty()) {
+        auto conn = std::move(list.back());
+        list.pop_back();
+        --count_;
+        if (still_open(*conn)) return conn;
+    }
+    return nullptr;
+}
+
+void upstream_pool::put(std::unique_ptr<upstream_connection> conn) {
+    auto& list = idle_[conn->server.get()];
+    if (list.size() >= max_idle_per_server) return; // closes conn
+    conn->idle_since = std::chrono::steady_clock::now();
+    list.push_back(std::move(conn));
+    ++count_;
+}
+
+std::size_t upstream_pool::sweep(std::chrono::steady_clock::duration max_idle) {
+    const auto now = std::chrono::steady_clock::now();
+    for (auto it = idle_.begin(); it != idle_.end();) {
+        auto& list = it->second;
+        std::erase_if(list, [&](const std::unique_ptr<upstream_connection>& c) {
+            const bool old = max_idle == std::chrono::steady_clock::duration::zero() ||
+                             now - c->idle_since > max_idle;
+            if (old) --count_;
+            return old;
+        });
+        if (list.empty()) it = idle_.erase(it);
+        else ++it;
+    }
+    return count_;
+}
+
+} // namespace sluice::proxy

@@ -1,0 +1,50 @@
+#pragma once
+// A worker's idle upstream connections, per server. Owned by one worker and
+// used only on its thread: no lock. Connections are taken LIFO (the most
+// recently used is the least likely to have been closed by the upstream).
+
+#include "proxy/byte_buffer.hpp"
+#include "proxy/server_state.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+
+#include <chrono>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+namespace sluice::proxy {
+
+struct upstream_connection {
+    explicit upstream_connection(boost::asio::io_context& io) : stream(io) {}
+
+    boost::beast::tcp_stream stream;
+    byte_buffer buffer; // bytes read from the upstream not yet relayed
+    std::shared_ptr<server_state> server;
+    std::chrono::steady_clock::time_point idle_since;
+    std::uint64_t requests = 0; // exchanges completed on this connection
+};
+
+class upstream_pool {
+public:
+    // An idle connection to `server` that still looks open, or nullptr.
+    // Connections the upstream closed while idle are dropped on the way.
+    std::unique_ptr<upstream_connection> take(const server_state* server);
+
+    // Keeps `conn` for reuse; it must have completed its last exchange.
+    void put(std::unique_ptr<upstream_connection> conn);
+
+    // Closes connections idle longer than `max_idle` (and all of them when
+    // max_idle is zero). Returns how many are left.
+    std::size_t sweep(std::chrono::steady_clock::duration max_idle);
+
+    std::size_t idle_count() const { return count_; }
+
+private:
+    static constexpr std::size_t max_idle_per_server = 256;
+    std::unordered_map<const server_state*, std::vector<std::unique_ptr<upstream_connection>>> idle_;
+    std::size_t count_ = 0;
+};
+
+} // namespace sluice::proxy

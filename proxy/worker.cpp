@@ -1,0 +1,161 @@
+#include "proxy/worker.hpp"
+
+#include "proxy/connection.hpp"
+#include "proxy/log.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/as_tuple.hpp>
+
+namespace sluice::proxy {
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+namespace {
+constexpr auto pool_max_idle = std::chrono::seconds(60);
+constexpr auto pool_sweep_every = std::chrono::seconds(5);
+constexpr auto log_flush_every = std::chrono::milliseconds(100);
+} // namespace
+
+worker::worker(int id, std::shared_ptr<const snapshot> initial)
+    : id_(id), snapshot_(std::move(initial)) {}
+
+worker::~worker() {
+    stop_and_join();
+    // The thread is gone. Finish every coroutine here, while the worker is
+    // still whole: closing the sockets completes their pending operations,
+    // and the coroutines run to their end and free their frames (and the
+    // sessions those own) instead of being destroyed mid-flight with the
+    // io_context.
+    boost::system::error_code ignored;
+    for (auto& slot : acceptors_) slot.acceptor->close(ignored);
+    const std::vector<session_base*> current(sessions_.begin(), sessions_.end());
+    for (auto* s : current)
+        if (sessions_.count(s) != 0) s->close_now();
+    pool_.sweep(std::chrono::steady_clock::duration::zero());
+    pool_sweep_timer_.cancel();
+    log_flush_timer_.cancel();
+    io_.restart();
+    io_.run_for(std::chrono::seconds(5));
+    if (!access_log_.empty()) access_log_.flush();
+}
+
+void worker::add_acceptor(std::unique_ptr<tcp::acceptor> acceptor, std::size_t listener_index) {
+    acceptors_.push_back({std::move(acceptor), listener_index});
+}
+
+void worker::start() {
+    for (std::size_t i = 0; i < acceptors_.size(); ++i) accept_loop(i);
+    arm_pool_sweep();
+    thread_ = std::thread([this] {
+        // Keep running through the drain until the control thread stops us.
+        auto guard = net::make_work_guard(io_);
+        io_.run();
+        if (!access_log_.empty()) access_log_.flush();
+    });
+}
+
+void worker::accept_loop(std::size_t acceptor_index) {
+    net::co_spawn(
+        io_,
+        [this, acceptor_index]() -> net::awaitable<void> {
+            auto& slot = acceptors_[acceptor_index];
+            bool logged_exhaustion = false;
+            net::steady_timer backoff(io_);
+            for (;;) {
+                auto [ec, socket] =
+                    co_await slot.acceptor->async_accept(net::as_tuple(net::use_awaitable));
+                if (ec == net::error::operation_aborted || !slot.acceptor->is_open()) co_return;
+                if (ec) {
+                    // Out of descriptors (or another transient accept error):
+                    // say so once, pause, and keep serving what is open.
+                    if (!logged_exhaustion) {
+                        log::error("accept failed", {{"error", ec.message()}, log::num("worker", id_)});
+                        logged_exhaustion = true;
+                    }
+                    backoff.expires_after(std::chrono::milliseconds(100));
+                    co_await backoff.async_wait(net::as_tuple(net::use_awaitable));
+                    continue;
+                }
+                logged_exhaustion = false;
+                start_session(*this, std::move(socket), slot.listener_index);
+            }
+        },
+        net::detached);
+}
+
+void worker::arm_pool_sweep() {
+    pool_sweep_timer_.expires_after(pool_sweep_every);
+    pool_sweep_timer_.async_wait([this](boost::system::error_code ec) {
+        if (ec) return;
+        pool_.sweep(pool_max_idle);
+        arm_pool_sweep();
+    });
+}
+
+void worker::publish(std::shared_ptr<const snapshot> next) {
+    net::post(io_, [this, next = std::move(next)]() mutable { snapshot_ = std::move(next); });
+}
+
+void worker::begin_drain() {
+    net::post(io_, [this] {
+        draining_ = true;
+        for (auto& slot : acceptors_) {
+            boost::system::error_code ignored;
+            slot.acceptor->close(ignored);
+        }
+        // on_drain may close a session, which detaches it: iterate a copy.
+        const std::vector<session_base*> current(sessions_.begin(), sessions_.end());
+        for (auto* s : current)
+            if (sessions_.count(s) != 0) s->on_drain();
+        pool_.sweep(std::chrono::steady_clock::duration::zero());
+    });
+}
+
+void worker::close_all() {
+    net::post(io_, [this] {
+        const std::vector<session_base*> current(sessions_.begin(), sessions_.end());
+        for (auto* s : current)
+            if (sessions_.count(s) != 0) s->close_now();
+        pool_.sweep(std::chrono::steady_clock::duration::zero());
+    });
+}
+
+void worker::stop_and_join() {
+    if (!thread_.joinable()) return;
+    net::post(io_, [this] {
+        pool_sweep_timer_.cancel();
+        log_flush_timer_.cancel();
+        io_.stop();
+    });
+    thread_.join();
+}
+
+void worker::log_access(const access_record& r) {
+    access_log_.append(r);
+    if (access_log_.full()) {
+        access_log_.flush();
+        return;
+    }
+    if (log_flush_armed_) return;
+    log_flush_armed_ = true;
+    log_flush_timer_.expires_after(log_flush_every);
+    log_flush_timer_.async_wait([this](boost::system::error_code) {
+        log_flush_armed_ = false;
+        if (!access_log_.empty()) access_log_.flush();
+    });
+}
+
+void worker::attach(session_base* s) {
+    sessions_.insert(s);
+    active_.store(static_cast<int>(sessions_.size()), std::memory_order_relaxed);
+}
+
+void worker::detach(session_base* s) {
+    sessions_.erase(s);
+    active_.store(static_cast<int>(sessions_.size()), std::memory_order_relaxed);
+}
+
+} // namespace sluice::proxy

@@ -1,0 +1,110 @@
+"""SPEC 3: keep-alive on both sides, upstream pooling, pipelining, HTTP/1.0, Connection: close."""
+
+import pytest
+
+import harness
+
+
+@pytest.fixture
+def origin(env):
+    return env.origin("o")
+
+
+@pytest.fixture
+def proxy(env, origin):
+    return env.proxy([origin])
+
+
+def test_requests_on_one_client_connection_share_one_upstream_connection(proxy, env):
+    c = env.client(proxy)
+    upstream_conns = []
+    for i in range(5):
+        r = c.get(f"/headers?i={i}")
+        assert r.status == 200, r
+        assert r.json()["target"] == f"/headers?i={i}"
+        upstream_conns.append(r.header("X-Origin-Connection"))
+    assert c.sock.fileno() != -1 and not c.eof
+    assert len(set(upstream_conns)) == 1, upstream_conns
+
+
+def test_sequential_client_connections_reuse_the_pooled_upstream_connection(proxy, env):
+    with proxy.client() as c1:
+        r1 = c1.get("/small")
+    with proxy.client() as c2:
+        r2 = c2.get("/small")
+    assert r1.status == 200 and r2.status == 200
+    assert r1.header("X-Origin-Connection") == r2.header("X-Origin-Connection"), (r1, r2)
+
+
+def test_pipelined_requests_are_answered_in_order(proxy, env):
+    c = env.client(proxy)
+    c.send(harness.build_request("GET", "/delay/200")
+           + harness.build_request("GET", "/headers?n=2")
+           + harness.build_request("GET", "/status/202"))
+    r1 = c.read_response()
+    r2 = c.read_response()
+    r3 = c.read_response()
+    assert r1.status == 200, r1
+    assert r2.status == 200 and r2.json()["target"] == "/headers?n=2", r2
+    assert r3.status == 202, r3
+    # Still usable afterwards.
+    assert c.get("/small").status == 200
+
+
+def test_pipelined_posts_keep_their_bodies_apart(proxy, env):
+    c = env.client(proxy)
+    c.send(harness.build_request("POST", "/echo", body=b"first")
+           + harness.build_request("POST", "/echo", body=b"second!")
+           + harness.build_request("GET", "/headers?n=3"))
+    assert c.read_response().body == b"first"
+    assert c.read_response().body == b"second!"
+    assert c.read_response().json()["target"] == "/headers?n=3"
+
+
+def test_http_1_0_request_is_answered_and_closed(proxy, env):
+    c = env.client(proxy)
+    c.send(b"GET /bytes/3000 HTTP/1.0\r\nHost: localhost\r\n\r\n")
+    r = c.read_response()
+    assert r.status == 200, r
+    assert len(r.body) == 3000
+    assert not r.chunked, "a chunked response to an HTTP/1.0 client"
+    how, data = c.wait_closed(3)
+    assert how in ("eof", "reset") and data == b"", (how, data)
+
+
+def test_http_1_0_keep_alive(proxy, env):
+    c = env.client(proxy)
+    c.send(b"GET /headers HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n")
+    r = c.read_response()
+    assert r.status == 200 and not r.chunked, r
+    assert r.json()["target"] == "/headers"
+    if "keep-alive" in r.connection_tokens():
+        # The proxy agreed to keep the connection: it must work.
+        c.send(b"GET /small HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n")
+        assert c.read_response().status == 200
+    else:
+        how, _ = c.wait_closed(3)
+        assert how in ("eof", "reset"), "HTTP/1.0 response without keep-alive, yet the connection stayed open"
+
+
+def test_connection_close_from_client_closes_after_the_response(proxy, env):
+    c = env.client(proxy)
+    r = c.get("/small", {"Connection": "close"})
+    assert r.status == 200, r
+    how, data = c.wait_closed(3)
+    assert how in ("eof", "reset") and data == b"", (how, data)
+
+
+def test_pooled_connection_closed_by_the_origin_is_not_a_failure(proxy, origin, env):
+    # SPEC 4: a request on a pooled connection that the upstream had closed
+    # (no response byte received) is retried on a fresh connection when the
+    # method is idempotent. The origin is restarted on the same port, which
+    # closes the pooled connection under the proxy.
+    c = env.client(proxy)
+    assert c.get("/small").status == 200
+    origin.stop()
+    o2 = harness.Origin(env.bench_bin, env.tmp, "o2", port=origin.port)
+    env.origins.append(o2)
+    o2.wait_ready()
+    r = c.get("/small")
+    assert r.status == 200 and r.header("X-Origin") == "o2", r

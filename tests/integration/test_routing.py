@@ -1,0 +1,109 @@
+"""SPEC 2 (routes) and 3: host and path matching, respond, redirect, 404."""
+
+import pytest
+
+import harness
+from harness import UUID4_RE, assert_proxy_error
+
+
+@pytest.fixture
+def routed(env):
+    api, wild, static = env.origins_named("api", "wild", "static")
+    routes = [
+        {"match": {"host": "api.example.com"}, "upstream": "api"},
+        {"match": {"host": "*.example.com"}, "upstream": "wild"},
+        {"match": {"path_prefix": "/static/"}, "upstream": "static"},
+        # Never reached: "/static/" above already matches these paths.
+        {"match": {"path_prefix": "/static/special"}, "upstream": "api"},
+        {"match": {"path_prefix": "/ping"}, "respond": {"status": 200, "body": "pong\n"}},
+        {"match": {"path_prefix": "/teapot"}, "respond": {"status": 418, "body": "short and stout\n"}},
+        {"match": {"path_prefix": "/old"}, "redirect": {"scheme": "https", "port": 8443}},
+        {"match": {"path_prefix": "/moved"}, "redirect": {"scheme": "https", "status": 301}},
+    ]
+    upstreams = [harness.upstream("api", [api]), harness.upstream("wild", [wild]), harness.upstream("static", [static])]
+    return env.sluice(env.config(routes, upstreams))
+
+
+def origin_of(proxy, target, host):
+    r = proxy.get(target, host=host)
+    return r.status, r.header("X-Origin")
+
+
+def test_exact_host(routed):
+    assert origin_of(routed, "/", "api.example.com") == (200, "api")
+    # The exact host wins for any path, before the path-only routes.
+    assert origin_of(routed, "/ping", "api.example.com") == (200, "api")
+
+
+def test_wildcard_host_matches_one_extra_label_only(routed):
+    assert origin_of(routed, "/", "a.example.com") == (200, "wild")
+    assert origin_of(routed, "/", "www.example.com") == (200, "wild")
+    assert routed.get("/", host="a.b.example.com").status == 404
+    assert routed.get("/", host="example.com").status == 404
+    assert routed.get("/", host="aexample.com").status == 404
+
+
+def test_host_is_case_insensitive(routed):
+    assert origin_of(routed, "/", "API.Example.COM") == (200, "api")
+    assert origin_of(routed, "/", "A.EXAMPLE.COM") == (200, "wild")
+
+
+def test_port_in_host_is_ignored(routed):
+    assert origin_of(routed, "/", "api.example.com:8080") == (200, "api")
+    assert origin_of(routed, "/", "a.example.com:1") == (200, "wild")
+
+
+def test_path_prefix(routed):
+    assert origin_of(routed, "/static/app.css", "localhost") == (200, "static")
+    assert origin_of(routed, "/static/", "localhost") == (200, "static")
+    # A literal prefix: "/static" and "/staticx" do not start with "/static/".
+    assert routed.get("/static", host="localhost").status == 404
+    assert routed.get("/staticx/app.css", host="localhost").status == 404
+
+
+def test_first_match_wins(routed):
+    assert origin_of(routed, "/static/special/x", "localhost") == (200, "static")
+
+
+def test_target_reaches_the_origin_unchanged(routed):
+    r = routed.get("/headers?x=1&y=%20", host="q.example.com")
+    assert r.status == 200 and r.header("X-Origin") == "wild"
+    assert r.json()["target"] == "/headers?x=1&y=%20"
+
+
+def test_respond_action(routed):
+    r = routed.get("/ping", host="localhost")
+    assert r.status == 200
+    assert r.body == b"pong\n"
+    assert UUID4_RE.match(r.header("X-Request-ID") or ""), r
+    r = routed.get("/teapot/x", host="localhost")
+    assert r.status == 418
+    assert r.body == b"short and stout\n"
+
+
+def test_redirect_keeps_host_path_and_query(routed):
+    r = routed.get("/old/path?x=1&y=2", host="www.test:8080")
+    assert r.status == 308
+    assert r.header("Location") == "https://www.test:8443/old/path?x=1&y=2"
+    assert UUID4_RE.match(r.header("X-Request-ID") or ""), r
+
+
+def test_redirect_with_status_and_default_port(routed):
+    r = routed.get("/moved/a?b=c", host="www.test:8080")
+    assert r.status == 301
+    assert r.header("Location") == "https://www.test/moved/a?b=c"
+
+
+def test_no_route_is_404_with_request_id(routed):
+    r = routed.get("/nowhere", host="nothing.test")
+    assert r.header("X-Origin") is None
+    assert_proxy_error(r, 404)
+
+
+def test_keep_alive_across_routes(routed, env):
+    # Different routes, one client connection.
+    c = env.client(routed)
+    assert c.get("/ping").body == b"pong\n"
+    assert c.get("/", host="api.example.com").header("X-Origin") == "api"
+    assert c.get("/nowhere", host="nothing.test").status == 404
+    assert c.get("/", host="a.example.com").header("X-Origin") == "wild"
