@@ -1,0 +1,42 @@
+# The README's two commands, and a few conveniences.
+#   make demo   build, then run sluice on examples/quickstart.yaml with two demo origins
+#   make test   build (optimised and ASan+UBSan) and run every test
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+DEMO_ORIGINS := 127.0.0.1:9001=origin-a 127.0.0.1:9002=origin-b
+
+.PHONY: deps build asan test test-release test-asan demo clean
+
+deps:
+	bash deploy/install-deps.sh
+
+build: deps
+	cmake --preset release
+	cmake --build --preset release
+
+asan: deps
+	cmake --preset asan
+	cmake --build --preset asan
+
+test-release: build
+	ctest --preset release
+
+test-asan: asan
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --preset asan
+
+test: test-release test-asan
+
+demo: build
+	@set -e; pids=(); \
+	trap 'kill $${pids[@]} 2>/dev/null' EXIT; \
+	for o in $(DEMO_ORIGINS); do \
+	  build/release/bench/sluice-bench origin --listen $${o%%=*} --name $${o##*=} > /dev/null & pids+=($$!); \
+	done; \
+	echo "demo origins on 127.0.0.1:9001 and :9002; sluice on :8080 (admin on 127.0.0.1:9901)"; \
+	echo "try: curl -i localhost:8080/    (Ctrl-C stops everything)"; \
+	build/release/proxy/sluice --config examples/quickstart.yaml
+
+clean:
+	rm -rf build

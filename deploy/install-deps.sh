@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages sluice needs to build, test and run.
+# Idempotent and quick when everything is there already. Run as root.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  g++ cmake ninja-build ccache make pkg-config
+  # libraries (Boost 1.81, not Debian's default 1.74)
+  libboost1.81-dev libboost-json1.81-dev libssl-dev libyaml-cpp-dev libspdlog-dev
+  prometheus-cpp-dev catch2 libc-ares-dev
+  # tests and the demo
+  python3 python3-pytest curl openssl
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install-deps: missing packages: ${missing[*]}; run as root (or with sudo)" >&2
+  exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
