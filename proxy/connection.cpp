@@ -10,6 +10,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
 #include <array>
@@ -142,6 +143,9 @@ private:
     bool idle_ = false;      // waiting for the first byte of a request
     bool linger_ = false;    // close gracefully: the client may still be sending
     byte_buffer in_;
+    net::steady_timer header_timer_{stream_.get_executor()};
+    std::uint64_t header_round_ = 0; // tells a stale header-timer wakeup from the current one
+    bool header_timed_out_ = false;
     http::message_head req_;
     http::message_head resp_;
     std::string head_out_; // outgoing head bytes; capacity reused
@@ -192,8 +196,17 @@ net::awaitable<void> client_session::finish() {
 
 net::awaitable<proxy_error> client_session::read_head(const config::config& cfg) {
     const auto limit = static_cast<std::size_t>(cfg.limits.max_header_bytes);
-    stream_.expires_after(cfg.timeouts.client_header);
     std::size_t scanned = 0;
+    bool timer_armed = false;
+    struct disarm_on_exit {
+        client_session& s;
+        const bool& armed;
+        ~disarm_on_exit() {
+            if (!armed) return;
+            ++s.header_round_; // a wakeup already due must not cancel what comes next
+            s.header_timer_.cancel();
+        }
+    } disarm{*this, timer_armed};
     for (;;) {
         const auto data = in_.data();
         const auto end = http::find_head_end(data, scanned);
@@ -203,10 +216,30 @@ net::awaitable<proxy_error> client_session::read_head(const config::config& cfg)
         }
         if (data.size() >= limit) co_return proxy_error::header_too_large;
         scanned = data.size();
+        if (!timer_armed) {
+            // The head has not arrived whole: from here on it has
+            // client_header. Beast's stream timeout would close the socket,
+            // and the client must still get its 408, so the header timer
+            // only cancels the read.
+            timer_armed = true;
+            stream_.expires_never();
+            header_timer_.expires_after(cfg.timeouts.client_header);
+            header_timer_.async_wait([this, round = ++header_round_](boost::system::error_code ec) {
+                // Lifetime: the timer is a member; when the session is
+                // destroyed this runs with operation_aborted and returns.
+                if (ec || round != header_round_) return;
+                header_timed_out_ = true;
+                boost::system::error_code ignored;
+                stream_.socket().cancel(ignored);
+            });
+        }
         auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(cfg));
         auto [ec, n] = co_await stream_.async_read_some(net::buffer(p, room), use_tuple);
-        if (ec == beast::error::timeout) co_return proxy_error::header_timeout;
-        if (ec) co_return proxy_error::client_closed;
+        if (ec) {
+            const bool timed_out = header_timed_out_;
+            header_timed_out_ = false;
+            co_return timed_out ? proxy_error::header_timeout : proxy_error::client_closed;
+        }
         in_.commit(n);
     }
     const auto status = http::parse_request_head(in_.data(), req_);
@@ -335,6 +368,12 @@ net::awaitable<bool> client_session::serve_one() {
     const auto& listener = snap_->listeners[std::min(listener_index_, snap_->listeners.size() - 1)];
     const auto* route = match_route(listener.routes, host_, target_path(req_.target));
     bool keep = false;
+    const bool local = route == nullptr || route->upstream_index < 0;
+    if (local) {
+        // Consuming leaves the bytes (and req_'s views) in place until the
+        // next read; a local answer reads nothing more.
+        in_.consume(req_.head_size);
+    }
     if (route == nullptr) {
         // Without a body to skip, the connection can stay.
         keep = co_await send_error(proxy_error::no_route, client_keep_alive && !has_body);

@@ -3,6 +3,7 @@
 #include "config/load.hpp"
 #include "proxy/log.hpp"
 #include "proxy/server.hpp"
+#include "tls/context.hpp"
 
 #include <cstdio>
 #include <cstdlib>
@@ -76,6 +77,17 @@ int main(int argc, char** argv) {
         return 1;
     }
     auto& cfg = std::get<sluice::config::config>(loaded);
+    // Certificates and keys must load and match, at start-up as in --check.
+    bool certificates_ok = true;
+    for (std::size_t l = 0; l < cfg.listeners.size(); ++l) {
+        if (!cfg.listeners[l].tls) continue;
+        for (const auto& problem : sluice::tls::check_certificates(*cfg.listeners[l].tls)) {
+            const auto key = "listeners[" + std::to_string(l) + "].tls.certificates";
+            std::cerr << sluice::config::to_string(sluice::config::error_at(cfg, key, problem)) << "\n";
+            certificates_ok = false;
+        }
+    }
+    if (!certificates_ok) return 1;
     if (check) {
         std::cout << "config ok\n";
         return 0;

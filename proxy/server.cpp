@@ -13,6 +13,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <csignal>
+#include <cstdio>
 #include <sys/socket.h>
 
 namespace sluice::proxy {
@@ -61,6 +62,13 @@ std::unique_ptr<tcp::acceptor> bind_acceptor(net::io_context& io, const config::
     return acceptor;
 }
 
+
+// A start-up failure: logged, and printed on stderr as file:line:col so it
+// reads like a config error.
+void fail_start(const config::error& e) {
+    log::error("start-up failed", {{"error", config::to_string(e)}});
+    std::fprintf(stderr, "%s\n", config::to_string(e).c_str());
+}
 
 bool same_listeners(const config::config& a, const config::config& b) {
     if (a.listeners.size() != b.listeners.size()) return false;
@@ -122,10 +130,18 @@ int server_impl::run() {
 
     std::string error;
     if (!open_access_log(cfg.access_log.path, error)) {
-        log::error("start-up failed", {{"file", path}, {"key", "access_log.path"}, {"error", error}});
+        fail_start(config::error_at(cfg, "access_log.path", error));
         return 1;
     }
 
+    for (std::size_t l = 0; l < cfg.listeners.size(); ++l) {
+        if (cfg.listeners[l].tls) {
+            // Never serve plain HTTP on a listener configured for HTTPS.
+            fail_start(config::error_at(cfg, "listeners[" + std::to_string(l) + "].tls",
+                                        "TLS termination is not supported by this version yet"));
+            return 1;
+        }
+    }
     const int worker_count = std::max(1, cfg.workers);
     for (int i = 0; i < worker_count; ++i) workers_.push_back(std::make_unique<worker>(i, current_));
     for (std::size_t l = 0; l < cfg.listeners.size(); ++l) {
@@ -133,9 +149,7 @@ int server_impl::run() {
         for (auto& w : workers_) {
             auto acceptor = bind_acceptor(w->io(), listener.address, true, error);
             if (!acceptor) {
-                log::error("start-up failed", {{"file", path},
-                                               {"key", "listeners[" + std::to_string(l) + "].bind"},
-                                               {"error", error}});
+                fail_start(config::error_at(cfg, "listeners[" + std::to_string(l) + "].bind", error));
                 return 1;
             }
             w->add_acceptor(std::move(acceptor), l);
@@ -143,7 +157,7 @@ int server_impl::run() {
     }
     auto admin_acceptor = bind_acceptor(io_, cfg.admin.address, false, error);
     if (!admin_acceptor) {
-        log::error("start-up failed", {{"file", path}, {"key", "admin.bind"}, {"error", error}});
+        fail_start(config::error_at(cfg, "admin.bind", error));
         return 1;
     }
     admin_ = std::make_unique<admin_server>(io_, std::move(*admin_acceptor), *this);

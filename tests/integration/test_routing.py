@@ -25,44 +25,49 @@ def routed(env):
 
 
 def origin_of(proxy, target, host):
+    """The name of the origin that answered (None when the proxy did)."""
+    return proxy.get(target, host=host).header("X-Origin")
+
+
+def no_match(proxy, target, host):
     r = proxy.get(target, host=host)
-    return r.status, r.header("X-Origin")
+    return r.status == 404 and r.header("X-Origin") is None
 
 
 def test_exact_host(routed):
-    assert origin_of(routed, "/", "api.example.com") == (200, "api")
+    assert origin_of(routed, "/", "api.example.com") == "api"
     # The exact host wins for any path, before the path-only routes.
-    assert origin_of(routed, "/ping", "api.example.com") == (200, "api")
+    assert origin_of(routed, "/ping", "api.example.com") == "api"
 
 
 def test_wildcard_host_matches_one_extra_label_only(routed):
-    assert origin_of(routed, "/", "a.example.com") == (200, "wild")
-    assert origin_of(routed, "/", "www.example.com") == (200, "wild")
-    assert routed.get("/", host="a.b.example.com").status == 404
-    assert routed.get("/", host="example.com").status == 404
-    assert routed.get("/", host="aexample.com").status == 404
+    assert origin_of(routed, "/", "a.example.com") == "wild"
+    assert origin_of(routed, "/", "www.example.com") == "wild"
+    assert no_match(routed, "/", "a.b.example.com")
+    assert no_match(routed, "/", "example.com")
+    assert no_match(routed, "/", "aexample.com")
 
 
 def test_host_is_case_insensitive(routed):
-    assert origin_of(routed, "/", "API.Example.COM") == (200, "api")
-    assert origin_of(routed, "/", "A.EXAMPLE.COM") == (200, "wild")
+    assert origin_of(routed, "/", "API.Example.COM") == "api"
+    assert origin_of(routed, "/", "A.EXAMPLE.COM") == "wild"
 
 
 def test_port_in_host_is_ignored(routed):
-    assert origin_of(routed, "/", "api.example.com:8080") == (200, "api")
-    assert origin_of(routed, "/", "a.example.com:1") == (200, "wild")
+    assert origin_of(routed, "/", "api.example.com:8080") == "api"
+    assert origin_of(routed, "/", "a.example.com:1") == "wild"
 
 
 def test_path_prefix(routed):
-    assert origin_of(routed, "/static/app.css", "localhost") == (200, "static")
-    assert origin_of(routed, "/static/", "localhost") == (200, "static")
+    assert origin_of(routed, "/static/app.css", "localhost") == "static"
+    assert origin_of(routed, "/static/", "localhost") == "static"
     # A literal prefix: "/static" and "/staticx" do not start with "/static/".
-    assert routed.get("/static", host="localhost").status == 404
-    assert routed.get("/staticx/app.css", host="localhost").status == 404
+    assert no_match(routed, "/static", "localhost")
+    assert no_match(routed, "/staticx/app.css", "localhost")
 
 
 def test_first_match_wins(routed):
-    assert origin_of(routed, "/static/special/x", "localhost") == (200, "static")
+    assert origin_of(routed, "/static/special/x", "localhost") == "static"
 
 
 def test_target_reaches_the_origin_unchanged(routed):
