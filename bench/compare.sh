@@ -1,18 +1,778 @@
-#!/bin/sh
-# Runs sluice-bench load and wrk against the same URL with the same shape, one
-# after the other, to check that the generator is not the bottleneck.
-# usage: bench/compare.sh URL [CONNECTIONS] [THREADS] [DURATION_SECONDS]
-# Environment: SLUICE_BENCH (default build/release/bench/sluice-bench), WRK (default wrk).
-set -eu
-url=${1:?usage: compare.sh URL [CONNECTIONS] [THREADS] [DURATION_SECONDS]}
-connections=${2:-10}
-threads=${3:-1}
-seconds=${4:-5}
-bench=${SLUICE_BENCH:-build/release/bench/sluice-bench}
-wrk=${WRK:-wrk}
+#!/usr/bin/env bash
+# bench/compare.sh: sluice against HAProxy, nginx and Caddy on the same
+# scenarios (SPEC section 10, issue 3). Prints a Markdown table on stdout;
+# progress goes to stderr. See bench/README.md ("Peer comparison").
+#
+# Each proxy is started by this script with a config written to a temp dir
+# (one worker, logging off, upstream keep-alive on), pinned to PROXY_CPU; the
+# origin and the load generator are pinned to CLIENT_CPU. Rounds interleave
+# the proxies (round r starts the rotation at proxy r) so drift hits all
+# alike. Every process started here is stopped on exit.
+#
+# Timed runs must not overlap builds on a shared machine; hold the build lock:
+#   flock /tmp/sluice-build.lock bench/compare.sh --duration 10s --repeats 3
+set -Eeuo pipefail
 
-echo "== wrk -t$threads -c$connections -d${seconds}s $url"
-"$wrk" -t"$threads" -c"$connections" -d"${seconds}s" --latency "$url"
-echo
-echo "== sluice-bench load --threads $threads --connections $connections --duration ${seconds}s $url"
-"$bench" load "$url" --threads "$threads" --connections "$connections" --duration "${seconds}s"
+usage() {
+  cat <<'EOF'
+usage: bench/compare.sh [options]
+
+  --scenarios LIST     comma-separated, from 1..8 (default 1,2,3,4,5,6,7,8)
+                         1 keep-alive, small response      5 TLS handshake per request (ECDSA, RSA)
+                         2 keep-alive, 64 KiB response     6 idle connections: RSS per connection
+                         3 new connection per request      7 1 GiB download and upload: RSS growth
+                         4 TLS keep-alive (ECDSA)          8 reload under load (not yet)
+  --proxies LIST       comma-separated from sluice,haproxy,nginx,caddy (default all four)
+  --duration D         measured time per load run, e.g. 10s, 2s, 500ms (default 10s)
+  --repeats N          rounds; each round runs every proxy once per scenario (default 3)
+  --connections N      load generator connections for scenarios 1-5 (default 50)
+  --idle-connections N connections held in scenario 6 (default 10000)
+  --transfer-size S    body size for scenario 7, as sluice-bench takes it (default 1G)
+  --origin KIND        "bench" (sluice-bench origin, default) or "nginx"
+  --sluice-tls MODE    auto (default: start sluice on a TLS listener and see), yes, no
+  --smoke              CI check: 1 round of scenarios 1 and 3, 1s each; exit 1 unless
+                       every proxy answered requests with zero errors (asserts no speed)
+  --write-doc          also replace the table section of docs/PERFORMANCE.md
+  --keep-tmp           keep the temp dir (configs, logs, raw results) and print its path
+  -h, --help           this text
+
+Environment: SLUICE_BIN (build/release/proxy/sluice), SLUICE_BENCH
+(build/release/bench/sluice-bench), HAPROXY, NGINX, CADDY (from PATH),
+PROXY_CPU (0), CLIENT_CPU (1).
+Exit: 0 after a run (the table shows any errors), 1 when the smoke check or a
+required step fails, 2 for bad usage or missing programs.
+EOF
+}
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+report_py="$repo/bench/compare_report.py"
+
+scenarios="1,2,3,4,5,6,7,8"
+proxies="sluice,haproxy,nginx,caddy"
+duration="10s"
+repeats=3
+connections=50
+idle_connections=10000
+transfer_size="1G"
+origin_kind="bench"
+sluice_tls="auto"
+smoke=0
+write_doc=0
+keep_tmp=0
+warmup="1s"
+original_args=("$@")
+
+die_usage() {
+  echo "compare: $*" >&2
+  echo "run bench/compare.sh --help for usage" >&2
+  exit 2
+}
+
+while (($# > 0)); do
+  case "$1" in
+    --scenarios | --proxies | --duration | --repeats | --connections | --idle-connections | \
+      --transfer-size | --origin | --sluice-tls)
+      (($# >= 2)) || die_usage "$1 needs a value"
+      case "$1" in
+        --scenarios) scenarios=$2 ;;
+        --proxies) proxies=$2 ;;
+        --duration) duration=$2 ;;
+        --repeats) repeats=$2 ;;
+        --connections) connections=$2 ;;
+        --idle-connections) idle_connections=$2 ;;
+        --transfer-size) transfer_size=$2 ;;
+        --origin) origin_kind=$2 ;;
+        --sluice-tls) sluice_tls=$2 ;;
+      esac
+      shift 2
+      ;;
+    --smoke) smoke=1; shift ;;
+    --write-doc) write_doc=1; shift ;;
+    --keep-tmp) keep_tmp=1; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) die_usage "unknown argument '$1'" ;;
+  esac
+done
+
+if ((smoke)); then
+  scenarios="1,3"
+  duration="1s"
+  repeats=1
+  warmup="200ms"
+fi
+
+[[ $repeats =~ ^[1-9][0-9]?$ ]] || die_usage "--repeats: expected 1..99, got '$repeats'"
+[[ $connections =~ ^[1-9][0-9]{0,4}$ ]] || die_usage "--connections: expected 1..99999"
+[[ $idle_connections =~ ^[1-9][0-9]{0,5}$ ]] || die_usage "--idle-connections: expected 1..100000"
+[[ $duration =~ ^[0-9]+(\.[0-9]+)?(ms|s|m)?$ ]] || die_usage "--duration: expected e.g. 10s or 500ms"
+[[ $origin_kind == bench || $origin_kind == nginx ]] || die_usage "--origin: bench or nginx"
+[[ $sluice_tls =~ ^(auto|yes|no)$ ]] || die_usage "--sluice-tls: auto, yes or no"
+
+# Duration in whole seconds, rounded up, for the outer time limits.
+duration_ceil_s() {
+  awk -v d="$1" 'BEGIN {
+    n = d + 0; unit = d; sub(/^[0-9.]+/, "", unit)
+    s = (unit == "ms") ? n / 1000 : (unit == "m") ? n * 60 : n
+    printf "%d\n", (s == int(s)) ? s : int(s) + 1
+  }'
+}
+duration_s=$(duration_ceil_s "$duration")
+((duration_s >= 1)) || duration_s=1
+
+IFS=, read -r -a scenario_list <<<"$scenarios"
+IFS=, read -r -a proxy_list <<<"$proxies"
+for s in "${scenario_list[@]}"; do
+  [[ $s =~ ^[1-8]$ ]] || die_usage "--scenarios: unknown scenario '$s' (1..8)"
+done
+for p in "${proxy_list[@]}"; do
+  [[ $p =~ ^(sluice|haproxy|nginx|caddy)$ ]] || die_usage "--proxies: unknown proxy '$p'"
+done
+
+sluice_bin=${SLUICE_BIN:-$repo/build/release/proxy/sluice}
+bench_bin=${SLUICE_BENCH:-$repo/build/release/bench/sluice-bench}
+haproxy_bin=${HAPROXY:-$(command -v haproxy || true)}
+nginx_bin=${NGINX:-$(command -v nginx || true)}
+caddy_bin=${CADDY:-$(command -v caddy || true)}
+proxy_cpu=${PROXY_CPU:-0}
+client_cpu=${CLIENT_CPU:-1}
+
+need() { # need NAME PATH
+  [[ -n $2 && -x $2 ]] || {
+    echo "compare: $1 not found${2:+ at $2} (bash deploy/install-deps.sh installs the benchmark packages)" >&2
+    exit 2
+  }
+}
+need sluice-bench "$bench_bin"
+need curl "$(command -v curl || true)"
+need taskset "$(command -v taskset || true)"
+need python3 "$(command -v python3 || true)"
+need openssl "$(command -v openssl || true)"
+for p in "${proxy_list[@]}"; do
+  case "$p" in
+    sluice) need sluice "$sluice_bin" ;;
+    haproxy) need haproxy "$haproxy_bin" ;;
+    nginx) need nginx "$nginx_bin" ;;
+    caddy) need caddy "$caddy_bin" ;;
+  esac
+done
+[[ $origin_kind == bench ]] || need nginx "$nginx_bin"
+if (($(nproc) < 2)); then
+  echo "compare: only one CPU: proxy and clients share it, numbers will be poor" >&2
+  proxy_cpu=0
+  client_cpu=0
+fi
+
+# 10,000 idle connections need well over 10,000 descriptors in the proxy and
+# the idle client: raise the soft limit as far as the hard one allows.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+nofile=$(ulimit -n)
+# HAProxy refuses to start unless two descriptors per connection fit: keep
+# the idle count within that for every proxy alike, and say so.
+idle_fit=$(((nofile - 200) / 2 / 100 * 100))
+if [[ ,$scenarios, == *,6,* ]] && ((idle_connections > idle_fit)); then
+  echo "compare: descriptor limit $nofile (hard limit $(ulimit -Hn)): scenario 6 holds $idle_fit connections instead of $idle_connections" >&2
+  idle_note=" (asked for $idle_connections; the descriptor limit of $nofile allows HAProxy two per connection for $idle_fit)"
+  idle_connections=$idle_fit
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/sluice-compare.XXXXXX")
+results="$tmp/results.jsonl"
+started_pids=()
+
+log() { printf 'compare: %s\n' "$*" >&2; }
+
+# Stops one process: SIGTERM, SIGKILL after 10 s, then reaps it.
+stop_pid() {
+  local pid=$1 i
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 200; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local pid
+  for pid in "${started_pids[@]}"; do
+    stop_pid "$pid"
+  done
+  if ((keep_tmp)); then
+    log "kept $tmp"
+  else
+    rm -rf "$tmp"
+  fi
+}
+trap cleanup EXIT
+trap 'echo "compare: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start NAME CPU ENV... -- COMMAND...: starts COMMAND pinned to CPU with
+# stdout/stderr in $tmp/NAME.out/.err; sets started_pid.
+start() {
+  local name=$1 cpu=$2
+  shift 2
+  local envs=()
+  while [[ $1 != -- ]]; do
+    envs+=("$1")
+    shift
+  done
+  shift
+  env "${envs[@]}" taskset -c "$cpu" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" </dev/null &
+  started_pid=$!
+  started_pids+=("$started_pid")
+}
+
+# Forgets a stopped pid so cleanup does not signal a recycled one.
+forget_pid() {
+  local pid=$1 kept=() p
+  for p in "${started_pids[@]}"; do
+    [[ $p == "$pid" ]] || kept+=("$p")
+  done
+  started_pids=("${kept[@]}")
+}
+
+stop_started() {
+  stop_pid "$1"
+  forget_pid "$1"
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# The process and its children (nginx: master and worker).
+tree_pids() {
+  local pid=$1
+  echo "$pid"
+  pgrep -P "$pid" || true
+}
+
+# utime + stime of the process tree, in clock ticks.
+cpu_ticks() {
+  local total=0 pid t
+  for pid in $(tree_pids "$1"); do
+    # Fields after "pid (comm) ": utime and stime are the 12th and 13th.
+    t=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }') || t=0
+    total=$((total + ${t:-0}))
+  done
+  echo "$total"
+}
+
+# Sum of a /proc/PID/status field (VmRSS, VmHWM) over the tree, in KiB.
+status_kib() {
+  local total=0 pid v
+  for pid in $(tree_pids "$1"); do
+    v=$(awk -v f="$2:" '$1 == f { print $2 }' "/proc/$pid/status" 2>/dev/null) || v=0
+    total=$((total + ${v:-0}))
+  done
+  echo "$total"
+}
+
+# Resets the peak-RSS mark (VmHWM) of the tree to the current RSS.
+reset_hwm() {
+  local pid
+  for pid in $(tree_pids "$1"); do
+    echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true
+  done
+}
+
+record() { python3 "$report_py" record "$results" "$@"; }
+
+http_code() { # URL: the status code of a GET, 000 when nothing answered
+  curl -sk -o /dev/null -w '%{http_code}' --max-time 2 "$1" 2>/dev/null || true
+}
+
+# wait_ready PID URL: until URL answers 200 (true), or the process died or
+# 15 s passed (false).
+wait_ready() {
+  local pid=$1 url=$2 deadline=$((SECONDS + 15))
+  while ((SECONDS < deadline)); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    [[ $(http_code "$url") == 200 ]] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# ---------------------------------------------------------------------------
+# Certificates and the origin
+
+make_certs() {
+  local kind
+  for kind in ecdsa rsa; do
+    local key_opts=(-newkey rsa:2048)
+    [[ $kind == ecdsa ]] && key_opts=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1)
+    openssl req -x509 "${key_opts[@]}" -nodes -days 2 -subj /CN=localhost \
+      -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+      -keyout "$tmp/$kind.key" -out "$tmp/$kind.crt" 2>/dev/null
+    cat "$tmp/$kind.crt" "$tmp/$kind.key" >"$tmp/$kind.pem" # HAProxy wants both in one file
+  done
+}
+
+transfer_bytes=$(python3 -c '
+import sys
+t = sys.argv[1]
+units = {"": 0, "k": 10, "K": 10, "m": 20, "M": 20, "g": 30, "G": 30}
+n = t.rstrip("kKmMgG")
+print(int(n) << units[t[len(n):]] if n.isdigit() and t[len(n):] in units else "")' "$transfer_size")
+[[ -n $transfer_bytes ]] || die_usage "--transfer-size: expected e.g. 1G, 512M"
+
+origin_port=""
+start_origin() {
+  if [[ $origin_kind == bench ]]; then
+    start origin "$client_cpu" -- "$bench_bin" origin --listen 127.0.0.1:0 --name origin
+    local i
+    for ((i = 0; i < 200; i++)); do
+      origin_port=$(sed -n 's/.*"address":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$tmp/origin.out")
+      [[ -n $origin_port ]] && break
+      sleep 0.05
+    done
+    upload_path="/small"
+    download_path="/bytes/$transfer_bytes"
+    small_path="/small"
+    large_path="/bytes/65536"
+  else
+    origin_port=$(free_port)
+    mkdir -p "$tmp/www/bytes" "$tmp/origin-nginx"
+    head -c 65536 /dev/zero | tr '\0' a >"$tmp/www/bytes/65536"
+    truncate -s "$transfer_bytes" "$tmp/www/bytes/$transfer_bytes"
+    cat >"$tmp/origin-nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+user root;
+pid $tmp/origin-nginx/nginx.pid;
+error_log $tmp/origin-nginx/error.log error;
+worker_rlimit_nofile $nofile;
+events { worker_connections $((nofile - 100)); }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_max_body_size 0;
+  client_body_temp_path $tmp/origin-nginx/body;
+  server {
+    listen 127.0.0.1:$origin_port reuseport backlog=4096;
+    location = /small { return 200 "hello from nginx\n"; }
+    location /bytes/ { root $tmp/www; }
+  }
+}
+EOF
+    start origin "$client_cpu" -- "$nginx_bin" -e "$tmp/origin-nginx/error.log" -c "$tmp/origin-nginx.conf"
+    upload_path="/small"
+    download_path="/bytes/$transfer_bytes"
+    small_path="/small"
+    large_path="/bytes/65536"
+  fi
+  origin_pid=$started_pid
+  if [[ -z $origin_port ]] || ! wait_ready "$origin_pid" "http://127.0.0.1:$origin_port$small_path"; then
+    log "the origin did not start:"
+    tail -n 20 "$tmp/origin.err" >&2 || true
+    exit 1
+  fi
+}
+
+# ---------------------------------------------------------------------------
+# Proxies: write_config_NAME PORT TLS (none|ecdsa|rsa) DIR prints the argv.
+
+write_sluice() {
+  local port=$1 tls=$2 dir=$3 tls_block=""
+  if [[ $tls != none ]]; then
+    tls_block="    tls:
+      certificates:
+        - cert_file: \"$tmp/$tls.crt\"
+          key_file: \"$tmp/$tls.key\""
+  fi
+  cat >"$dir/sluice.yaml" <<EOF
+workers: 1
+listeners:
+  - name: bench
+    bind: "127.0.0.1:$port"
+$tls_block
+    routes:
+      - match: { path_prefix: "/" }
+        upstream: origin
+upstreams:
+  - name: origin
+    servers:
+      - address: "127.0.0.1:$origin_port"
+access_log: { enabled: false }
+timeouts: { shutdown_grace: "1s" }
+admin: { bind: "127.0.0.1:$(free_port)" }
+EOF
+  sed -i '/^$/d' "$dir/sluice.yaml"
+  echo "$sluice_bin --config $dir/sluice.yaml --log-level warn"
+}
+
+write_haproxy() {
+  local port=$1 tls=$2 dir=$3 ssl=""
+  [[ $tls != none ]] && ssl=" ssl crt $tmp/$tls.pem"
+  # HAProxy wants two descriptors per connection and will not start
+  # otherwise: maxconn is as high as the descriptor limit allows.
+  cat >"$dir/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn $(((nofile - 64) / 2))
+defaults
+  mode http
+  maxconn $(((nofile - 64) / 2))
+  timeout connect 5s
+  timeout client 120s
+  timeout server 120s
+  timeout http-keep-alive 120s
+  option http-keep-alive
+  http-reuse always
+frontend bench
+  bind 127.0.0.1:$port$ssl
+  default_backend origin
+backend origin
+  server origin 127.0.0.1:$origin_port
+EOF
+  echo "$haproxy_bin -db -f $dir/haproxy.cfg"
+}
+
+write_nginx() {
+  local port=$1 tls=$2 dir=$3 ssl="" certs=""
+  if [[ $tls != none ]]; then
+    ssl=" ssl"
+    certs="ssl_certificate $tmp/$tls.crt; ssl_certificate_key $tmp/$tls.key;"
+  fi
+  mkdir -p "$dir/nginx"
+  # proxy_request_buffering off and proxy_max_temp_file_size 0: stream bodies
+  # both ways as the other proxies do, rather than spooling them to disk.
+  cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+user root;
+pid $dir/nginx/nginx.pid;
+error_log $dir/nginx/error.log error;
+worker_rlimit_nofile $nofile;
+events { worker_connections $((nofile - 100)); }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 120s;
+  client_max_body_size 0;
+  client_body_temp_path $dir/nginx/body;
+  proxy_temp_path $dir/nginx/proxy;
+  upstream origin {
+    server 127.0.0.1:$origin_port;
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$port$ssl;
+    $certs
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_request_buffering off;
+      proxy_max_temp_file_size 0;
+    }
+  }
+}
+EOF
+  echo "$nginx_bin -e $dir/nginx/error.log -c $dir/nginx.conf"
+}
+
+write_caddy() {
+  local port=$1 tls=$2 dir=$3 site tls_line=""
+  site="http://127.0.0.1:$port"
+  if [[ $tls != none ]]; then
+    site="https://127.0.0.1:$port"
+    tls_line="tls $tmp/$tls.crt $tmp/$tls.key"
+  fi
+  cat >"$dir/Caddyfile" <<EOF
+{
+  admin off
+  auto_https disable_redirects
+  default_sni 127.0.0.1
+  log {
+    level ERROR
+  }
+}
+$site {
+  bind 127.0.0.1
+  $tls_line
+  reverse_proxy 127.0.0.1:$origin_port
+}
+EOF
+  echo "$caddy_bin run --config $dir/Caddyfile --adapter caddyfile"
+}
+
+proxy_pid=""
+proxy_base=""
+# start_proxy NAME TLS: starts it on a fresh port; false (with the reason in
+# proxy_failure) when it does not answer 200 within the deadline.
+start_proxy() {
+  local name=$1 tls=$2 port dir argv scheme=http
+  port=$(free_port)
+  dir="$tmp/run-$name-$tls"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  [[ $tls != none ]] && scheme=https
+  argv=$("write_$name" "$port" "$tls" "$dir")
+  local envs=(HOME="$dir" XDG_DATA_HOME="$dir" XDG_CONFIG_HOME="$dir")
+  [[ $name == caddy ]] && envs+=(GOMAXPROCS=1)
+  # shellcheck disable=SC2086 # argv is built from paths without spaces
+  start "proxy-$name" "$proxy_cpu" "${envs[@]}" -- $argv
+  proxy_pid=$started_pid
+  proxy_base="$scheme://127.0.0.1:$port"
+  if ! wait_ready "$proxy_pid" "$proxy_base$small_path"; then
+    proxy_failure=$(tail -n 3 "$tmp/proxy-$name.err" "$tmp/proxy-$name.out" 2>/dev/null |
+      grep -v '^==>' | grep -v '^$' | tail -n 2 | tr '\n' ' ' | cut -c1-200)
+    stop_started "$proxy_pid"
+    return 1
+  fi
+  return 0
+}
+
+stop_proxy() {
+  stop_started "$proxy_pid"
+  proxy_pid=""
+}
+
+# Whether sluice terminates TLS: --check accepts a TLS listener even where
+# start-up refuses it, so start it on one and see whether it answers.
+sluice_has_tls() {
+  case "$sluice_tls" in
+    yes) return 0 ;;
+    no) return 1 ;;
+  esac
+  if [[ -z ${sluice_tls_probe:-} ]]; then
+    if start_proxy sluice ecdsa; then
+      sluice_tls_probe=yes
+      stop_proxy
+    else
+      sluice_tls_probe=no
+      log "sluice does not serve TLS (${proxy_failure:-no answer}); TLS scenarios show n/a for it"
+    fi
+  fi
+  [[ $sluice_tls_probe == yes ]]
+}
+
+# ---------------------------------------------------------------------------
+# Scenarios
+
+load() { # load URL ARGS...: one pinned sluice-bench load run; output in $tmp/load.*
+  local url=$1
+  shift
+  timeout --kill-after=5 $((duration_s + 60)) taskset -c "$client_cpu" \
+    "$bench_bin" load "$url" --threads 1 "$@" >"$tmp/load.out" 2>"$tmp/load.err"
+}
+
+scenario_args() { # scenario_args ID: the load path and options of a load scenario
+  case "$1" in
+    1) echo "$small_path --connections $connections" ;;
+    2) echo "$large_path --connections $connections" ;;
+    3) echo "$small_path --connections $connections --new-connection" ;;
+    4) echo "$small_path --connections $connections --insecure" ;;
+    5-ecdsa | 5-rsa) echo "$small_path --connections $connections --new-connection --insecure" ;;
+  esac
+}
+
+scenario_tls() {
+  case "$1" in
+    4 | 5-ecdsa) echo ecdsa ;;
+    5-rsa) echo rsa ;;
+    *) echo none ;;
+  esac
+}
+
+run_load_scenario() { # SCENARIO PROXY ROUND
+  local sid=$1 name=$2 round=$3 tls path args before after
+  tls=$(scenario_tls "$sid")
+  read -r path args <<<"$(scenario_args "$sid")"
+  if [[ $name == sluice && $tls != none ]] && ! sluice_has_tls; then
+    record kind=load scenario="$sid" proxy="$name" round="$round" status=na note="no TLS yet"
+    return
+  fi
+  if ! start_proxy "$name" "$tls"; then
+    log "  $name did not start: $proxy_failure"
+    record kind=load scenario="$sid" proxy="$name" round="$round" status=failed note="did not start"
+    return
+  fi
+  # shellcheck disable=SC2086 # args is a list of options
+  load "$proxy_base$path" $args --duration "$warmup" || true
+  before=$(cpu_ticks "$proxy_pid")
+  rm -f "$tmp/load.json"
+  # shellcheck disable=SC2086
+  if load "$proxy_base$path" $args --duration "$duration" --json "$tmp/load.json" && [[ -s $tmp/load.json ]]; then
+    after=$(cpu_ticks "$proxy_pid")
+    record kind=load scenario="$sid" proxy="$name" round="$round" status=ok \
+      cpu_ticks=$((after - before)) clk_tck="$(getconf CLK_TCK)" --load-json "$tmp/load.json"
+    log "  $name: $(grep -m1 'requests ' "$tmp/load.out" | sed 's/^ *//')"
+  else
+    log "  $name: sluice-bench load failed: $(tail -n 2 "$tmp/load.err" | tr '\n' ' ')"
+    record kind=load scenario="$sid" proxy="$name" round="$round" status=failed note="load generator failed"
+  fi
+  kill -0 "$proxy_pid" 2>/dev/null || log "  $name exited during the run: $(tail -n 2 "$tmp/proxy-$name.err" | tr '\n' ' ')"
+  stop_proxy
+}
+
+run_idle_scenario() { # PROXY ROUND
+  local name=$1 round=$2 before with line open i pid
+  if ! start_proxy "$name" none; then
+    record kind=idle scenario=6 proxy="$name" round="$round" status=failed note="did not start"
+    return
+  fi
+  load "$proxy_base$small_path" --connections 10 --duration "$warmup" || true
+  sleep 0.5 # let the proxy settle after the warm-up before the baseline
+  before=$(status_kib "$proxy_pid" VmRSS)
+  : >"$tmp/idle.out"
+  start idle "$client_cpu" -- timeout --kill-after=5 300 "$bench_bin" idle "$proxy_base$small_path" \
+    --connections "$idle_connections" --hold 120s --timeout 120s
+  pid=$started_pid
+  line=""
+  for ((i = 0; i < 2600; i++)); do # set-up is bounded by --timeout 120s above
+    line=$(grep -m1 '"msg":"holding"' "$tmp/idle.out" || true)
+    [[ -n $line ]] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  if [[ -z $line ]]; then
+    log "  $name: the idle client did not report: $(tail -n 2 "$tmp/idle.err" | tr '\n' ' ')"
+    record kind=idle scenario=6 proxy="$name" round="$round" status=failed note="idle client failed"
+  else
+    sleep 1 # RSS settles once the last responses are written
+    with=$(status_kib "$proxy_pid" VmRSS)
+    open=$(sed -n 's/.*"open":\([0-9]*\).*/\1/p' <<<"$line")
+    if ((open > 0)); then
+      record kind=idle scenario=6 proxy="$name" round="$round" status=ok connections="$idle_connections" \
+        open="$open" rss_before_kib="$before" rss_with_kib="$with" \
+        per_conn_bytes=$(((with - before) * 1024 / open))
+      log "  $name: $open idle connections, RSS $before -> $with KiB ($(((with - before) * 1024 / open)) B each)"
+    else
+      record kind=idle scenario=6 proxy="$name" round="$round" status=failed note="no connection held"
+      log "  $name: no idle connection held: $line"
+    fi
+  fi
+  stop_started "$pid"
+  stop_proxy
+}
+
+run_transfer_scenario() { # PROXY ROUND
+  local name=$1 round=$2 direction before cpu0 cpu1 out code size seconds hwm
+  if ! start_proxy "$name" none; then
+    record kind=transfer scenario=7 proxy="$name" round="$round" direction=down status=failed note="did not start"
+    return
+  fi
+  load "$proxy_base$small_path" --connections 10 --duration "$warmup" || true
+  for direction in down up; do
+    reset_hwm "$proxy_pid"
+    before=$(status_kib "$proxy_pid" VmRSS)
+    cpu0=$(cpu_ticks "$proxy_pid")
+    if [[ $direction == down ]]; then
+      out=$(timeout --kill-after=5 600 taskset -c "$client_cpu" curl -sS -o /dev/null --max-time 590 \
+        -w '%{http_code} %{size_download} %{time_total}' "$proxy_base$download_path" 2>&1) || true
+    else
+      out=$(timeout --kill-after=5 600 taskset -c "$client_cpu" curl -sS -o /dev/null --max-time 590 \
+        -H 'Expect:' -T "$tmp/upload.bin" \
+        -w '%{http_code} %{size_upload} %{time_total}' "$proxy_base$upload_path" 2>&1) || true
+    fi
+    cpu1=$(cpu_ticks "$proxy_pid")
+    hwm=$(status_kib "$proxy_pid" VmHWM)
+    read -r code size seconds <<<"$out"
+    if [[ $code == 200 && $size == "$transfer_bytes" ]]; then
+      record kind=transfer scenario=7 proxy="$name" round="$round" direction="$direction" status=ok \
+        bytes="$size" seconds="$seconds" rss_before_kib="$before" hwm_kib="$hwm" \
+        cpu_ticks=$((cpu1 - cpu0)) clk_tck="$(getconf CLK_TCK)"
+      log "  $name $direction: ${seconds}s, RSS $before KiB, peak $hwm KiB"
+    else
+      record kind=transfer scenario=7 proxy="$name" round="$round" direction="$direction" status=failed \
+        note="curl: ${out:0:120}"
+      log "  $name $direction failed: $out"
+    fi
+  done
+  stop_proxy
+}
+
+# ---------------------------------------------------------------------------
+# Main
+
+version_of() { # never fails: an unknown version is reported as such
+  case "$1" in
+    # awk reads to the end: head would leave the writer to die of SIGPIPE.
+    sluice) "$sluice_bin" --version 2>&1 | awk 'NR == 1' ;;
+    haproxy) "$haproxy_bin" -v 2>&1 | awk 'NR == 1 { print "HAProxy " $3 }' ;;
+    nginx) "$nginx_bin" -v 2>&1 | sed 's|.*nginx/|nginx |' ;;
+    caddy) "$caddy_bin" version 2>&1 | awk '{ print "Caddy " $1 }' ;;
+  esac || echo "$1 (version unknown)"
+}
+
+versions=()
+for p in "${proxy_list[@]}"; do versions+=("$(version_of "$p")"); done
+cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+os_name=$(sed -n 's/^PRETTY_NAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release 2>/dev/null || true)
+sluice_rev=$(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)
+command_line="bench/compare.sh${original_args[*]:+ ${original_args[*]}}"
+load_shape="closed loop, $connections connections, sluice-bench load with 1 thread, ${duration} per run after a ${warmup} warm-up"
+
+make_certs
+truncate -s "$transfer_bytes" "$tmp/upload.bin" # sparse: no disk used
+start_origin
+log "origin ($origin_kind) on 127.0.0.1:$origin_port; proxies on CPU $proxy_cpu, clients on CPU $client_cpu; nofile $nofile"
+
+record kind=meta command="$command_line" date="$(date -u +%Y-%m-%dT%H:%MZ)" nproc="$(nproc)" \
+  cpu_model="$cpu_model" kernel="$(uname -r)" os="$os_name" versions="$(joined=$(IFS=,; echo "${versions[*]}"); echo "${joined//,/, }")" \
+  loadavg_start="$(cut -d' ' -f1-3 /proc/loadavg)" sluice_rev="$sluice_rev" repeats="$repeats" duration="$duration" proxies="$proxies" proxy_cpu="$proxy_cpu" client_cpu="$client_cpu" \
+  origin="$([[ $origin_kind == bench ]] && echo "sluice-bench origin, 1 thread" || echo "nginx, 1 worker")" \
+  shape_1="\`GET $small_path\` (short body), $load_shape." \
+  shape_2="\`GET $large_path\`, $load_shape." \
+  shape_3="\`GET $small_path\` with \`Connection: close\`: every request on a new TCP connection, $load_shape." \
+  shape_4="\`GET $small_path\` over TLS (ECDSA P-256 certificate, TLS 1.3 negotiated), keep-alive, $load_shape." \
+  shape_5_ecdsa="\`GET $small_path\`, a full TLS handshake for every request (no session resumption), $load_shape." \
+  shape_5_rsa="\`GET $small_path\`, a full TLS handshake for every request (no session resumption), $load_shape." \
+  shape_6="$idle_connections connections${idle_note:-} opened by \`sluice-bench idle\` (64 at a time), one \`GET $small_path\` each, then held idle; (RSS holding them − RSS before) ÷ connections held. Process RSS summed over the proxy's processes." \
+  shape_7="One $transfer_size download (\`GET $download_path\`) then one $transfer_size upload (\`PUT $upload_path\` with Content-Length) with curl through the proxy; RSS growth = peak RSS (VmHWM, reset before each transfer) − RSS before."
+
+for ((round = 1; round <= repeats; round++)); do
+  # Round r starts the rotation at the r-th proxy.
+  order=()
+  for ((i = 0; i < ${#proxy_list[@]}; i++)); do
+    order+=("${proxy_list[$(((i + round - 1) % ${#proxy_list[@]}))]}")
+  done
+  for sid in "${scenario_list[@]}"; do
+    case "$sid" in
+      1 | 2 | 3 | 4)
+        log "round $round/$repeats, scenario $sid (${order[*]})"
+        for p in "${order[@]}"; do run_load_scenario "$sid" "$p" "$round"; done
+        ;;
+      5)
+        for variant in 5-ecdsa 5-rsa; do
+          log "round $round/$repeats, scenario $variant (${order[*]})"
+          for p in "${order[@]}"; do run_load_scenario "$variant" "$p" "$round"; done
+        done
+        ;;
+      6)
+        log "round $round/$repeats, scenario 6: $idle_connections idle connections (${order[*]})"
+        for p in "${order[@]}"; do run_idle_scenario "$p" "$round"; done
+        ;;
+      7)
+        log "round $round/$repeats, scenario 7: $transfer_size download and upload (${order[*]})"
+        for p in "${order[@]}"; do run_transfer_scenario "$p" "$round"; done
+        ;;
+      8)
+        if ((round == 1)); then
+          log "scenario 8 (reload under load): not yet"
+          record kind=skip scenario=8 title="8. Reload under load" \
+            note="Not yet measured: compare.sh does not drive reloads under load yet (issue 3 scenario 8). It will send a reload to each proxy mid-run and expect zero errors."
+        fi
+        ;;
+    esac
+  done
+done
+
+record kind=end loadavg_end="$(cut -d' ' -f1-3 /proc/loadavg)" date_end="$(date -u +%Y-%m-%dT%H:%MZ)"
+python3 "$report_py" table "$results" >"$tmp/table.md"
+cat "$tmp/table.md"
+if ((write_doc)); then
+  python3 "$report_py" write-doc "$repo/docs/PERFORMANCE.md" "$tmp/table.md"
+  log "wrote the table into docs/PERFORMANCE.md"
+fi
+if ((smoke)); then
+  python3 "$report_py" check "$results" || exit 1
+  log "smoke check passed: every proxy answered with zero errors"
+fi

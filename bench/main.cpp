@@ -1,5 +1,6 @@
 // sluice-bench: command dispatch. Each subcommand owns its own argument
 // parsing; this file only picks one and maps "no subcommand" to usage.
+#include "bench/idle.hpp"
 #include "bench/load.hpp"
 #include "bench/origin.hpp"
 
@@ -15,8 +16,9 @@ constexpr std::string_view usage_text =
     "                             [--header 'K: V']... [--insecure] [--json FILE]\n"
     "                             [--report FILE.html]\n"
     "       sluice-bench origin --listen HOST:PORT [--name NAME] [--threads N]\n"
+    "       sluice-bench idle URL [--connections N] [--hold D] [--concurrency C] [--timeout D]\n"
     "       sluice-bench --version | --help\n"
-    "Run 'sluice-bench load --help' or 'sluice-bench origin --help' for details.\n";
+    "Run 'sluice-bench COMMAND --help' for details.\n";
 
 } // namespace
 
@@ -32,6 +34,9 @@ int main(int argc, char** argv) {
     }
     if (command == "load") {
         return sluice::bench::run_load(args.subspan(2));
+    }
+    if (command == "idle") {
+        return sluice::bench::run_idle(args.subspan(2));
     }
     if (command == "--help" || command == "-h" || command == "help") {
         std::fputs(usage_text.data(), stdout);

@@ -11,6 +11,11 @@ packages=(
   prometheus-cpp-dev catch2 libc-ares-dev
   # tests and the demo
   python3 python3-pytest curl openssl
+  # benchmarks: the peers bench/compare.sh measures sluice against (also run by
+  # tests/integration/test_compare_smoke.py), and wrk for bench/check-generator.sh
+  haproxy nginx caddy wrk
+  # tests: a real WSGI backend for request_buffering (tests/integration/test_request_buffering.py)
+  gunicorn
 )
 
 missing=()

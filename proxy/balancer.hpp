@@ -11,7 +11,7 @@ namespace sluice::proxy {
 
 // Smooth weighted round robin (as nginx does it): every eligible server's
 // running weight grows by its weight, the largest wins and pays back the sum.
-// Weights 5:1:1 give a b a c a a a, never a burst of five.
+// Weights 5:1:1 give a a b a c a a, never a burst of five.
 // `current` is the caller's per-server running state (one per worker, so no
 // lock); `eligible(i)` says whether server i may be chosen.
 // Returns the chosen index, or -1 when no server is eligible.

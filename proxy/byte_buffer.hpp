@@ -14,7 +14,7 @@ namespace sluice::proxy {
 
 class byte_buffer {
 public:
-    explicit byte_buffer(std::size_t initial = 8192) : capacity_(initial) {}
+    explicit byte_buffer(std::size_t initial = 8192) : initial_(initial), capacity_(initial) {}
 
     std::string_view data() const { return {block_.get() + begin_, end_ - begin_}; }
     std::size_t size() const { return end_ - begin_; }
@@ -48,7 +48,8 @@ public:
                 capacity_ = grown;
             }
         }
-        const std::size_t room = capacity_ - end_;
+        std::size_t room = capacity_ - end_;
+        if (size() + room > limit) room = limit > size() ? limit - size() : 0;
         return {block_.get() + end_, room < want ? room : want};
     }
 
@@ -59,12 +60,12 @@ public:
     void release_if_empty() {
         if (empty() && block_) {
             block_.reset();
-            capacity_ = initial_capacity;
+            capacity_ = initial_;
         }
     }
 
 private:
-    static constexpr std::size_t initial_capacity = 8192;
+    std::size_t initial_;
     std::unique_ptr<char[]> block_;
     std::size_t capacity_;
     std::size_t begin_ = 0;

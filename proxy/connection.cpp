@@ -1,6 +1,7 @@
 #include "proxy/connection.hpp"
 
 #include "proxy/balancer.hpp"
+#include "proxy/body_buffer.hpp"
 #include "proxy/errors.hpp"
 #include "proxy/headers.hpp"
 #include "proxy/http_parser.hpp"
@@ -73,6 +74,31 @@ private:
     server_state* s_ = nullptr;
 };
 
+// Maps how relaying the request body from the client ended to the error
+// the client gets (none when the client's side did not fail).
+proxy_error client_side_error(relay_outcome o) {
+    switch (o) {
+    case relay_outcome::read_failed: return proxy_error::client_closed;
+    case relay_outcome::timeout: return proxy_error::body_timeout;
+    case relay_outcome::bad_framing: return proxy_error::bad_request;
+    case relay_outcome::too_large: return proxy_error::body_too_large;
+    case relay_outcome::complete:
+    case relay_outcome::write_failed: return proxy_error::none;
+    }
+    return proxy_error::none;
+}
+
+// What a request-body sender coroutine reports to the exchange that
+// spawned it.
+struct body_sender {
+    explicit body_sender(const net::any_io_executor& ex)
+        : done(ex, steady_clock::time_point::max()) {}
+    net::steady_timer done; // cancelled when the sender has ended
+    relay_result result;
+    bool finished = false;
+    bool stop = false; // set by the exchange: send no more
+};
+
 class client_session final : public session_base {
 public:
     client_session(worker& w, tcp::socket socket, std::size_t listener_index)
@@ -127,9 +153,66 @@ private:
     net::awaitable<proxy_error> read_response_head(upstream_connection& conn,
                                                    std::chrono::milliseconds timeout,
                                                    bool& any_byte);
+    // read_response_head, skipping interim 1xx responses other than 101
+    // (the proxy answered Expect: 100-continue itself).
+    net::awaitable<proxy_error> read_final_response_head(upstream_connection& conn,
+                                                         std::chrono::milliseconds timeout,
+                                                         bool& any_byte);
+    // Streams the request head and body to upstream_ while the exchange
+    // waits for the response. Lifetime: forward() waits for `state->finished`
+    // before it uses the streams again or returns, so `self` and `head`
+    // outlive this coroutine.
+    static net::awaitable<void> send_body(client_session* self, std::shared_ptr<body_sender> state,
+                                          std::string_view head, http::framing framing,
+                                          std::uint64_t length, bool send_continue);
+    // Stops a body sender that is still running and waits until it has.
+    net::awaitable<void> stop_sender(body_sender& sender);
+    // request_buffering: reads the whole chunked body, de-chunked, into
+    // buffered_body_. Returns none, or the error the client gets.
+    net::awaitable<proxy_error> buffer_request_body(const config::config& cfg, bool send_continue);
+    net::awaitable<relay_outcome> write_buffered_request(std::string_view head,
+                                                         std::chrono::milliseconds timeout);
     net::awaitable<void> tunnel();
     net::awaitable<void> finish();
     void close_sockets();
+    // Arms client_timer_: after `d` the pending client read is cancelled and
+    // client_timed_out_ set. Re-arming replaces the previous deadline.
+    void arm_client_timer(std::chrono::milliseconds d) {
+        client_timed_out_ = false;
+        client_timer_.expires_after(d);
+        client_timer_.async_wait([this, round = ++client_timer_round_](boost::system::error_code ec) {
+            // Lifetime: the timer is a member; when the session is destroyed
+            // this runs with operation_aborted and returns.
+            if (ec || round != client_timer_round_) return;
+            client_timed_out_ = true;
+            boost::system::error_code ignored;
+            stream_.socket().cancel(ignored);
+        });
+    }
+    void disarm_client_timer() {
+        ++client_timer_round_; // a wakeup already due must not cancel what comes next
+        client_timer_.cancel();
+    }
+    // The client connection as relay_body's source: reads with
+    // client_timer_ instead of the stream's closing timeout.
+    struct client_source {
+        client_session* s;
+        using executor_type = net::any_io_executor;
+        executor_type get_executor() { return s->stream_.get_executor(); }
+        void expires_after(std::chrono::milliseconds d) { s->arm_client_timer(d); }
+        template <typename Buffers, typename Token> auto async_read_some(const Buffers& b, Token&& t) {
+            return s->stream_.socket().async_read_some(b, std::forward<Token>(t));
+        }
+        template <typename Buffers, typename Token> auto async_write_some(const Buffers& b, Token&& t) {
+            return s->stream_.socket().async_write_some(b, std::forward<Token>(t));
+        }
+    };
+    // How relaying the request body from the client ended, as the error the
+    // client gets (none when the client's side did not fail).
+    proxy_error client_side_error(relay_outcome o) const {
+        if (o == relay_outcome::read_failed && client_timed_out_) return proxy_error::body_timeout;
+        return sluice::proxy::client_side_error(o);
+    }
     void log_request();
     std::size_t client_buffer_limit(const config::config& cfg) const {
         return static_cast<std::size_t>(cfg.limits.max_header_bytes) + read_chunk;
@@ -143,13 +226,17 @@ private:
     bool idle_ = false;      // waiting for the first byte of a request
     bool linger_ = false;    // close gracefully: the client may still be sending
     byte_buffer in_;
-    net::steady_timer header_timer_{stream_.get_executor()};
-    std::uint64_t header_round_ = 0; // tells a stale header-timer wakeup from the current one
-    bool header_timed_out_ = false;
+    // Timeouts on reads from the client that must still be answered (408):
+    // Beast's stream timeout would close the socket, this one only cancels.
+    net::steady_timer client_timer_{stream_.get_executor()};
+    std::uint64_t client_timer_round_ = 0; // tells a stale wakeup from the current one
+    bool client_timed_out_ = false;
     http::message_head req_;
     http::message_head resp_;
     std::string head_out_; // outgoing head bytes; capacity reused
     relay_scratch scratch_;
+    relay_scratch sender_scratch_; // used by send_body while scratch_ may be in use
+    body_buffer buffered_body_;
     std::unique_ptr<upstream_connection> upstream_; // during an exchange
 
     // The request in progress (copied out of in_, which later reads reuse).
@@ -202,9 +289,7 @@ net::awaitable<proxy_error> client_session::read_head(const config::config& cfg)
         client_session& s;
         const bool& armed;
         ~disarm_on_exit() {
-            if (!armed) return;
-            ++s.header_round_; // a wakeup already due must not cancel what comes next
-            s.header_timer_.cancel();
+            if (armed) s.disarm_client_timer();
         }
     } disarm{*this, timer_armed};
     for (;;) {
@@ -215,31 +300,16 @@ net::awaitable<proxy_error> client_session::read_head(const config::config& cfg)
             break;
         }
         if (data.size() >= limit) co_return proxy_error::header_too_large;
+        if (http::has_bare_lf(data, scanned)) co_return proxy_error::bad_request;
         scanned = data.size();
         if (!timer_armed) {
-            // The head has not arrived whole: from here on it has
-            // client_header. Beast's stream timeout would close the socket,
-            // and the client must still get its 408, so the header timer
-            // only cancels the read.
+            // The head has not arrived whole: from here on it has client_header.
             timer_armed = true;
-            stream_.expires_never();
-            header_timer_.expires_after(cfg.timeouts.client_header);
-            header_timer_.async_wait([this, round = ++header_round_](boost::system::error_code ec) {
-                // Lifetime: the timer is a member; when the session is
-                // destroyed this runs with operation_aborted and returns.
-                if (ec || round != header_round_) return;
-                header_timed_out_ = true;
-                boost::system::error_code ignored;
-                stream_.socket().cancel(ignored);
-            });
+            arm_client_timer(cfg.timeouts.client_header);
         }
         auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(cfg));
-        auto [ec, n] = co_await stream_.async_read_some(net::buffer(p, room), use_tuple);
-        if (ec) {
-            const bool timed_out = header_timed_out_;
-            header_timed_out_ = false;
-            co_return timed_out ? proxy_error::header_timeout : proxy_error::client_closed;
-        }
+        auto [ec, n] = co_await stream_.socket().async_read_some(net::buffer(p, room), use_tuple);
+        if (ec) co_return client_timed_out_ ? proxy_error::header_timeout : proxy_error::client_closed;
         in_.commit(n);
     }
     const auto status = http::parse_request_head(in_.data(), req_);
@@ -481,6 +551,31 @@ net::awaitable<bool> client_session::forward(const upstream_entry& up) {
     const auto request_length = req_.content_length;
     const bool send_continue = req_.expect_continue && request_framing != http::framing::none;
 
+    // request_buffering: take the whole chunked body first and send it with
+    // a Content-Length (WSGI servers read no chunked bodies). req_'s views
+    // point into in_, which reading the body reuses: parse a copy of the head.
+    bool body_was_buffered = false;
+    std::string saved_head;
+    if (up.cfg->request_buffering && request_framing == http::framing::chunked) {
+        saved_head.assign(in_.data().substr(0, req_.head_size));
+        in_.consume(req_.head_size);
+        const auto error = co_await buffer_request_body(cfg, send_continue);
+        if (error != proxy_error::none) {
+            buffered_body_.clear();
+            if (error == proxy_error::client_closed) {
+                error_ = error;
+                co_return false;
+            }
+            linger_ = true;
+            co_return co_await send_error(error, false);
+        }
+        http::parse_request_head(saved_head, req_);
+        req_.body = http::framing::content_length;
+        req_.content_length = buffered_body_.size();
+        req_.head_size = 0; // already consumed
+        body_was_buffered = true;
+    }
+
     // The outgoing head is built while req_'s views are valid; kept in
     // request_head so a retry can resend it.
     std::string request_head;
@@ -510,45 +605,80 @@ net::awaitable<bool> client_session::forward(const upstream_entry& up) {
     }
     in_.consume(req_.head_size);
     const bool may_retry_stale = idempotent(method_) && request_framing == http::framing::none;
+    // Whether the whole body is already here, so head and body go out in one
+    // write with no need to listen for an early answer.
+    const bool body_at_hand =
+        request_framing == http::framing::none ||
+        (request_framing == http::framing::content_length && in_.size() >= request_length);
 
     std::vector<int> tried;
     in_flight_guard guard;
     proxy_error failure = proxy_error::none;
+    std::shared_ptr<body_sender> sender; // streams the body beside the exchange, when needed
     for (int stale_retries = 0;; ++stale_retries) {
         failure = co_await connect_upstream(up, tried, guard);
         if (failure != proxy_error::none) break;
         const bool reused = upstream_->requests > 0;
-
-        // Request head and body.
-        const auto sent = co_await relay_body(stream_, in_, upstream_->stream, request_framing,
-                                              request_length, false, cfg.timeouts.client_body,
-                                              up.response_timeout, cfg.limits.max_body_bytes,
-                                              request_head, send_continue, scratch_);
-        bytes_in_ += sent.bytes;
-        if (sent.outcome == relay_outcome::read_failed || sent.outcome == relay_outcome::bad_framing ||
-            sent.outcome == relay_outcome::too_large) {
-            // The client's side broke; the upstream got a partial request.
-            upstream_.reset();
-            if (sent.outcome == relay_outcome::read_failed) {
-                error_ = proxy_error::client_closed;
-                co_return false;
-            }
-            linger_ = true;
-            co_return co_await send_error(sent.outcome == relay_outcome::too_large
-                                              ? proxy_error::body_too_large
-                                              : proxy_error::bad_request,
-                                          false);
-        }
         bool any_byte = false;
-        if (sent.outcome == relay_outcome::complete) {
-            failure = co_await read_response_head(*upstream_, up.response_timeout, any_byte);
-            // 1xx interim responses: the proxy answered Expect itself; drop them.
-            while (failure == proxy_error::none && resp_.status < 200 && resp_.status != 101) {
-                upstream_->buffer.consume(resp_.head_size);
-                failure = co_await read_response_head(*upstream_, up.response_timeout, any_byte);
+
+        if (body_at_hand || body_was_buffered) {
+            relay_outcome sent = relay_outcome::complete;
+            if (body_was_buffered) {
+                sent = co_await write_buffered_request(request_head, up.response_timeout);
+            } else {
+                client_source source{this};
+                const auto r = co_await relay_body(source, in_, upstream_->stream, request_framing,
+                                                   request_length, false, cfg.timeouts.client_body,
+                                                   up.response_timeout, cfg.limits.max_body_bytes,
+                                                   request_head, false, scratch_);
+                disarm_client_timer();
+                sent = r.outcome;
+                bytes_in_ += r.bytes;
             }
+            if (const auto client_error = client_side_error(sent); client_error != proxy_error::none) {
+                upstream_.reset();
+                linger_ = client_error != proxy_error::client_closed;
+                if (!linger_) {
+                    error_ = client_error;
+                    co_return false;
+                }
+                co_return co_await send_error(client_error, false);
+            }
+            failure = sent == relay_outcome::complete
+                          ? co_await read_final_response_head(*upstream_, up.response_timeout, any_byte)
+                          : proxy_error::upstream_reset; // the upstream stopped taking the request
         } else {
-            failure = proxy_error::upstream_reset; // write to the upstream failed
+            // Stream the body from a sibling coroutine while this one waits
+            // for the response head: an upstream may answer (413, 401)
+            // without reading a large body, and must be heard at once.
+            // The sender keeps going while the response is relayed (an
+            // upstream may stream its answer while it reads, as /echo does);
+            // it is stopped once the response has ended.
+            sender = std::make_shared<body_sender>(stream_.get_executor());
+            net::co_spawn(stream_.get_executor(),
+                          send_body(this, sender, request_head, request_framing, request_length,
+                                    send_continue),
+                          net::detached);
+            // The sender may have failed before its first write (a bad chunk
+            // in the bytes at hand); there is then no response to wait for.
+            if (!sender->finished || sender->result.outcome == relay_outcome::complete)
+                failure = co_await read_final_response_head(*upstream_, up.response_timeout, any_byte);
+            else
+                failure = proxy_error::upstream_reset;
+            if (failure == proxy_error::none) break;
+            co_await stop_sender(*sender);
+            bytes_in_ += sender->result.bytes;
+            const auto client_error = client_side_error(sender->result.outcome);
+            if (client_error != proxy_error::none) {
+                // The client's side broke first; the upstream got a partial request.
+                upstream_.reset();
+                if (client_error == proxy_error::client_closed) {
+                    error_ = client_error;
+                    co_return false;
+                }
+                linger_ = true;
+                co_return co_await send_error(client_error, false);
+            }
         }
         if (failure == proxy_error::none) break;
         upstream_.reset();
@@ -557,6 +687,7 @@ net::awaitable<bool> client_session::forward(const upstream_entry& up) {
         if (!(stale && may_retry_stale && stale_retries < 2)) break;
         tried.pop_back(); // the same server may be picked again
     }
+    buffered_body_.clear();
     if (failure != proxy_error::none) {
         upstream_.reset();
         const bool keep = client_keep_alive && request_framing == http::framing::none;
@@ -566,6 +697,7 @@ net::awaitable<bool> client_session::forward(const upstream_entry& up) {
     auto& conn = *upstream_;
     status_ = resp_.status;
     if (resp_.status == 101) {
+        if (sender) co_await stop_sender(*sender);
         if (!upgrade) {
             upstream_.reset();
             co_return co_await send_error(proxy_error::bad_response, false);
@@ -591,8 +723,11 @@ net::awaitable<bool> client_session::forward(const upstream_entry& up) {
 
     const auto framing = http::response_framing(resp_, is_head);
     const bool dechunk = framing == http::framing::chunked && client_http10;
-    const bool keep_alive = client_keep_alive && !worker_.draining() &&
-                            framing != http::framing::until_close && !dechunk;
+    // An answer may start before the upstream has the whole body (a 413, or
+    // a streaming echo); whether the connection can stay open is known only
+    // when the answer has ended (below).
+    bool keep_alive = client_keep_alive && !worker_.draining() &&
+                      framing != http::framing::until_close && !dechunk;
     response_facts facts;
     facts.request_id_header = cfg.request_id.header;
     facts.request_id = request_id_;
@@ -610,18 +745,144 @@ net::awaitable<bool> client_session::forward(const upstream_entry& up) {
                                          dechunk, up.response_timeout, cfg.timeouts.client_body, 0,
                                          head_out_, false, scratch_);
     bytes_out_ += got.bytes;
+    if (sender) {
+        co_await stop_sender(*sender);
+        bytes_in_ += sender->result.bytes;
+        if (sender->result.outcome != relay_outcome::complete) {
+            // The answer ended before the client's body: the rest of it is
+            // unread, so the connection closes (after a linger) whatever
+            // the answer said.
+            linger_ = true;
+            keep_alive = false;
+        }
+    }
     if (got.outcome != relay_outcome::complete) {
         upstream_.reset();
+        if (!got.head_written && got.outcome != relay_outcome::write_failed) {
+            // A body broken in the bytes that came with the head: nothing
+            // reached the client yet, so it can still get a proper 502.
+            co_return co_await send_error(got.outcome == relay_outcome::timeout
+                                              ? proxy_error::response_timeout
+                                              : got.outcome == relay_outcome::bad_framing
+                                                    ? proxy_error::bad_response
+                                                    : proxy_error::upstream_reset,
+                                          false);
+        }
         if (got.outcome == relay_outcome::write_failed) error_ = proxy_error::client_closed;
         else error_ = got.outcome == relay_outcome::timeout ? proxy_error::response_timeout
                                                             : proxy_error::upstream_reset;
         co_return false; // the response is cut short: closing tells the client
     }
     ++conn.requests;
-    if (upstream_keep_alive && framing != http::framing::until_close && conn.buffer.empty())
+    if (upstream_keep_alive && keep_alive && framing != http::framing::until_close &&
+        conn.buffer.empty())
         worker_.pool().put(std::move(upstream_));
     upstream_.reset();
     co_return keep_alive;
+}
+
+net::awaitable<proxy_error> client_session::read_final_response_head(
+    upstream_connection& conn, std::chrono::milliseconds timeout, bool& any_byte) {
+    auto failure = co_await read_response_head(conn, timeout, any_byte);
+    while (failure == proxy_error::none && resp_.status < 200 && resp_.status != 101) {
+        conn.buffer.consume(resp_.head_size);
+        failure = co_await read_response_head(conn, timeout, any_byte);
+    }
+    co_return failure;
+}
+
+net::awaitable<void> client_session::stop_sender(body_sender& sender) {
+    if (sender.finished) co_return;
+    // `stop` keeps the sender from starting another operation, cancel()
+    // ends the one it is in (a read from the client or a write upstream).
+    sender.stop = true;
+    boost::system::error_code ignored;
+    stream_.socket().cancel(ignored);
+    if (upstream_) upstream_->stream.socket().cancel(ignored);
+    co_await sender.done.async_wait(use_tuple);
+}
+
+net::awaitable<void> client_session::send_body(client_session* self,
+                                               std::shared_ptr<body_sender> state,
+                                               std::string_view head, http::framing framing,
+                                               std::uint64_t length, bool send_continue) {
+    const auto& cfg = self->snap_->cfg;
+    // The upstream socket without its stream timeout: the exchange reads
+    // the same stream meanwhile, with the response timeout on it.
+    auto& upstream = self->upstream_->stream.socket();
+    client_source source{self};
+    state->result = co_await relay_body(source, self->in_, upstream, framing, length, false,
+                                        cfg.timeouts.client_body, cfg.timeouts.client_body,
+                                        cfg.limits.max_body_bytes, head, send_continue,
+                                        self->sender_scratch_, &state->stop);
+    self->disarm_client_timer();
+    state->finished = true;
+    if (self->client_side_error(state->result.outcome) != proxy_error::none) {
+        // Stop the exchange's wait for a response to a request that broke.
+        boost::system::error_code ignored;
+        upstream.cancel(ignored);
+    }
+    state->done.cancel();
+}
+
+net::awaitable<proxy_error> client_session::buffer_request_body(const config::config& cfg,
+                                                                bool send_continue) {
+    constexpr std::uint64_t default_limit = 64ull * 1024 * 1024;
+    const auto limit = cfg.limits.max_body_bytes > 0 ? cfg.limits.max_body_bytes : default_limit;
+    http::chunked_scanner scanner;
+    auto& pieces = scratch_.pieces;
+    std::string error;
+    for (;;) {
+        if (!in_.empty()) {
+            pieces.clear();
+            const auto r = scanner.feed(in_.data(), &pieces);
+            if (r.error) co_return proxy_error::bad_request;
+            for (const auto piece : pieces) {
+                if (buffered_body_.size() + piece.size() > limit) co_return proxy_error::body_too_large;
+                if (!buffered_body_.append(piece, error)) {
+                    log::error("request buffering failed", {{"error", error}});
+                    co_return proxy_error::body_too_large;
+                }
+            }
+            bytes_in_ += r.consumed;
+            in_.consume(r.consumed);
+            if (r.done) co_return proxy_error::none;
+        }
+        if (send_continue) {
+            send_continue = false;
+            static constexpr std::string_view reply = "HTTP/1.1 100 Continue\r\n\r\n";
+            stream_.expires_after(cfg.timeouts.client_body);
+            auto [ec, n] = co_await net::async_write(stream_, net::buffer(reply.data(), reply.size()), use_tuple);
+            if (ec) co_return proxy_error::client_closed;
+        }
+        arm_client_timer(cfg.timeouts.client_body);
+        auto [p, room] = in_.prepare(read_chunk, relay_buffer_limit);
+        auto [ec, n] = co_await stream_.socket().async_read_some(net::buffer(p, room), use_tuple);
+        disarm_client_timer();
+        if (ec) co_return client_timed_out_ ? proxy_error::body_timeout : proxy_error::client_closed;
+        in_.commit(n);
+    }
+}
+
+net::awaitable<relay_outcome> client_session::write_buffered_request(std::string_view head,
+                                                                     std::chrono::milliseconds timeout) {
+    auto& stream = upstream_->stream;
+    stream.expires_after(timeout);
+    const auto memory = buffered_body_.memory();
+    const std::array<net::const_buffer, 2> first{net::buffer(head.data(), head.size()),
+                                                 net::buffer(memory.data(), memory.size())};
+    auto [ec, n] = co_await net::async_write(stream, first, use_tuple);
+    if (ec) co_return relay_outcome::write_failed;
+    std::vector<char> chunk(buffered_body_.spilled() > 0 ? relay_buffer_limit : 0);
+    for (std::uint64_t offset = 0; offset < buffered_body_.spilled();) {
+        const auto got = buffered_body_.read_spilled(offset, chunk.data(), chunk.size());
+        if (got <= 0) co_return relay_outcome::write_failed;
+        stream.expires_after(timeout);
+        auto [wec, wn] = co_await net::async_write(stream, net::buffer(chunk.data(), static_cast<std::size_t>(got)), use_tuple);
+        if (wec) co_return relay_outcome::write_failed;
+        offset += static_cast<std::uint64_t>(got);
+    }
+    co_return relay_outcome::complete;
 }
 
 net::awaitable<void> client_session::tunnel() {

@@ -7,7 +7,8 @@ int status_for(proxy_error e) {
     case proxy_error::none: return 200;
     case proxy_error::bad_request: return 400;
     case proxy_error::no_route: return 404;
-    case proxy_error::header_timeout: return 408;
+    case proxy_error::header_timeout:
+    case proxy_error::body_timeout: return 408;
     case proxy_error::body_too_large: return 413;
     case proxy_error::header_too_large: return 431;
     case proxy_error::connect_failed:
@@ -27,6 +28,7 @@ std::string_view describe(proxy_error e) {
     case proxy_error::bad_request: return "malformed request";
     case proxy_error::header_timeout: return "request header timeout";
     case proxy_error::header_too_large: return "request header too large";
+    case proxy_error::body_timeout: return "request body timeout";
     case proxy_error::body_too_large: return "request body too large";
     case proxy_error::no_route: return "no route";
     case proxy_error::no_healthy_server: return "no healthy server";

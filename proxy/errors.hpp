@@ -13,6 +13,7 @@ enum class proxy_error : std::uint8_t {
     bad_request,       // malformed request head or body framing (client)
     header_timeout,    // client_header elapsed before a full head (client)
     header_too_large,  // head beyond limits.max_header_bytes (client)
+    body_timeout,      // client_body elapsed between two body reads (client)
     body_too_large,    // body beyond limits.max_body_bytes (client)
     no_route,          // no route matched (config)
     no_healthy_server, // every server of the upstream is down (upstream)

@@ -137,7 +137,9 @@ parse_status parse_fields(std::string_view lines, message_head& out) {
                 // Repeated identical values (also as a list) are one length;
                 // anything else is ambiguous framing.
                 bool ok = true;
+                bool any = false;
                 for_each_list_element(value, [&](std::string_view element) {
+                    any = true;
                     std::uint64_t n = 0;
                     if (!parse_decimal(element, n) || (seen_length && n != out.content_length)) {
                         ok = false;
@@ -146,7 +148,7 @@ parse_status parse_fields(std::string_view lines, message_head& out) {
                     out.content_length = n;
                     seen_length = true;
                 });
-                if (!ok || value.empty()) return parse_status::bad_content_length;
+                if (!ok || !any) return parse_status::bad_content_length;
             }
             break;
         case 17:
@@ -230,10 +232,22 @@ std::size_t find_head_end(std::string_view data, std::size_t from) {
     return 0;
 }
 
+bool has_bare_lf(std::string_view data, std::size_t from) {
+    for (auto i = data.find('\n', from); i != std::string_view::npos; i = data.find('\n', i + 1))
+        if (i == 0 || data[i - 1] != '\r') return true;
+    return false;
+}
+
 parse_status parse_request_head(std::string_view data, message_head& out) {
     out.clear();
     const auto end = find_head_end(data, 0);
-    if (end == 0) return parse_status::incomplete;
+    if (end == 0) {
+        // A head ending in bare LFs would never look complete: refuse it now
+        // rather than wait for the header timeout.
+        if (!has_bare_lf(data, 0)) return parse_status::incomplete;
+        const auto first = data.find('\n');
+        return data.find("\r\n") > first ? parse_status::bad_start_line : parse_status::bad_field;
+    }
     const std::string_view head = data.substr(0, end);
 
     const auto line_end = head.find("\r\n");
@@ -274,9 +288,11 @@ parse_status parse_response_head(std::string_view data, message_head& out) {
     if (line.find_first_of("\r\n") != std::string_view::npos) return parse_status::bad_start_line;
 
     // HTTP-version SP status-code SP [reason-phrase]
-    if (line.size() < 12 || line[8] != ' ') return parse_status::bad_start_line;
-    if (const auto st = parse_version(line.substr(0, 8), out.version_minor); st != parse_status::ok)
+    if (line.size() < 8) return parse_status::bad_start_line;
+    if (const auto st = parse_version(line.substr(0, line.find(' ')), out.version_minor);
+        st != parse_status::ok)
         return st;
+    if (line.size() < 12 || line[8] != ' ') return parse_status::bad_start_line;
     int status = 0;
     for (int i = 9; i < 12; ++i) {
         if (line[i] < '0' || line[i] > '9') return parse_status::bad_start_line;
@@ -334,8 +350,14 @@ chunked_scanner::result chunked_scanner::feed(std::string_view data,
                 break;
             }
             if (state_ == state::size_first) return fail();
-            if (c == ';' || c == ' ' || c == '\t') {
+            if (c == ';') {
                 state_ = state::ext;
+                ++i;
+                break;
+            }
+            if (c == ' ' || c == '\t') {
+                // BWS before ";" (RFC 9112 7.1.1); "5 5" must not pass as 5.
+                state_ = state::size_ws;
                 ++i;
                 break;
             }
@@ -346,6 +368,12 @@ chunked_scanner::result chunked_scanner::feed(std::string_view data,
             }
             return fail();
         }
+        case state::size_ws:
+            if (c == ';') state_ = state::ext;
+            else if (c == '\r') state_ = state::size_lf;
+            else if (c != ' ' && c != '\t') return fail();
+            ++i;
+            break;
         case state::ext:
             // Chunk extensions are passed along unexamined but must not hide
             // line breaks or controls.

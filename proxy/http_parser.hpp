@@ -94,6 +94,10 @@ std::size_t find_head_end(std::string_view data, std::size_t from);
 
 bool iequals(std::string_view a, std::string_view b);
 
+// Whether data[from..] holds an LF not preceded by CR (a line ending the
+// parser refuses).
+bool has_bare_lf(std::string_view data, std::size_t from);
+
 // Validates a chunked body as it streams past, so it can be forwarded as
 // received (or with the chunk framing removed, for HTTP/1.0 clients).
 class chunked_scanner {
@@ -113,7 +117,7 @@ public:
 
 private:
     enum class state : std::uint8_t {
-        size_first, size, ext, size_lf, data, data_cr, data_lf,
+        size_first, size, size_ws, ext, size_lf, data, data_cr, data_lf,
         trailer_start, trailer, trailer_lf, final_lf, finished,
     };
     state state_ = state::size_first;

@@ -34,7 +34,9 @@ enum class relay_outcome : std::uint8_t {
 
 struct relay_result {
     relay_outcome outcome = relay_outcome::complete;
-    std::uint64_t bytes = 0; // body bytes taken from the source
+    std::uint64_t bytes = 0;   // body bytes taken from the source (with chunk framing)
+    std::uint64_t payload = 0; // of which content (without chunk framing)
+    bool head_written = false; // the head reached the destination
 };
 
 // Reused between exchanges so steady traffic allocates nothing.
@@ -59,7 +61,7 @@ boost::asio::awaitable<relay_result>
 relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std::uint64_t length,
            bool dechunk, std::chrono::milliseconds read_timeout,
            std::chrono::milliseconds write_timeout, std::uint64_t max_bytes, std::string_view head,
-           bool continue_reply, relay_scratch& scratch) {
+           bool continue_reply, relay_scratch& scratch, const bool* stop = nullptr) {
     namespace net = boost::asio;
     relay_result r;
     http::chunked_scanner scanner;
@@ -81,13 +83,17 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
                 break;
             case http::framing::chunked: {
                 scratch.pieces.clear();
-                const auto res = scanner.feed(data, dechunk ? &scratch.pieces : nullptr);
+                // Pieces are needed to de-chunk, and to hold the payload (not
+                // the framing) against max_bytes.
+                const bool want_pieces = dechunk || max_bytes > 0;
+                const auto res = scanner.feed(data, want_pieces ? &scratch.pieces : nullptr);
                 if (res.error) {
                     r.outcome = relay_outcome::bad_framing;
                     co_return r;
                 }
                 take = res.consumed;
                 done = res.done;
+                for (const auto piece : scratch.pieces) r.payload += piece.size();
                 if (dechunk) {
                     for (const auto piece : scratch.pieces)
                         if (!piece.empty()) scratch.buffers.emplace_back(piece.data(), piece.size());
@@ -104,18 +110,24 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
                 break;
             }
             r.bytes += take;
-            if (max_bytes > 0 && r.bytes > max_bytes) {
+            if (framing != http::framing::chunked) r.payload += take;
+            if (max_bytes > 0 && r.payload > max_bytes) {
                 r.outcome = relay_outcome::too_large;
                 co_return r;
             }
         }
+        if (stop != nullptr && *stop) {
+            r.outcome = relay_outcome::read_failed;
+            co_return r;
+        }
         if (net::buffer_size(scratch.buffers) > 0) {
-            dst.expires_after(write_timeout);
+            if constexpr (requires { dst.expires_after(write_timeout); }) dst.expires_after(write_timeout);
             auto [ec, n] = co_await net::async_write(dst, scratch.buffers, use_tuple);
             if (ec) {
                 r.outcome = relay_outcome::write_failed;
                 co_return r;
             }
+            r.head_written = true;
         }
         src_buf.consume(take);
         head = {};
@@ -130,6 +142,10 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
                 r.outcome = relay_outcome::read_failed;
                 co_return r;
             }
+        }
+        if (stop != nullptr && *stop) {
+            r.outcome = relay_outcome::read_failed;
+            co_return r;
         }
         src.expires_after(read_timeout);
         auto [p, room] = src_buf.prepare(relay_chunk, relay_buffer_limit);

@@ -17,6 +17,10 @@ namespace {
 constexpr auto pool_max_idle = std::chrono::seconds(60);
 constexpr auto pool_sweep_every = std::chrono::seconds(5);
 constexpr auto log_flush_every = std::chrono::milliseconds(100);
+
+// Client connections open in the whole process (all workers), for
+// limits.max_connections. Touched once per connection, not per request.
+std::atomic<long> process_connections{0};
 } // namespace
 
 worker::worker(int id, std::shared_ptr<const snapshot> initial)
@@ -80,6 +84,15 @@ void worker::accept_loop(std::size_t acceptor_index) {
                     continue;
                 }
                 logged_exhaustion = false;
+                // limits.max_connections: hold this one until a connection
+                // closes; meanwhile this worker accepts nothing more, so
+                // later clients wait in the kernel's backlog.
+                const auto limit = static_cast<long>(snapshot_->cfg.limits.max_connections);
+                while (limit > 0 && process_connections.load(std::memory_order_relaxed) >= limit &&
+                       !draining_) {
+                    backoff.expires_after(std::chrono::milliseconds(5));
+                    co_await backoff.async_wait(net::as_tuple(net::use_awaitable));
+                }
                 start_session(*this, std::move(socket), slot.listener_index);
             }
         },
@@ -149,11 +162,13 @@ void worker::log_access(const access_record& r) {
 }
 
 void worker::attach(session_base* s) {
+    process_connections.fetch_add(1, std::memory_order_relaxed);
     sessions_.insert(s);
     active_.store(static_cast<int>(sessions_.size()), std::memory_order_relaxed);
 }
 
 void worker::detach(session_base* s) {
+    process_connections.fetch_sub(1, std::memory_order_relaxed);
     sessions_.erase(s);
     active_.store(static_cast<int>(sessions_.size()), std::memory_order_relaxed);
 }

@@ -8,17 +8,26 @@ What lives here:
 - to_yaml(), proxy_config(): the YAML config file written for each test.
 - Origin: a `sluice-bench origin` process on 127.0.0.1.
 - Sluice: a `sluice` process, its stdout (the JSON log) captured to a file.
+- proc_tcp_peers(), peak_rss_kib(): a process's TCP sockets and VmHWM.
+- RawOrigin / RawConnection / serve_http(): a Python origin in threads, for
+  what `sluice-bench origin` cannot do (malformed responses, counted
+  connections, recorded request heads, bodies counted and hashed).
+- WebSocketClient, ws_frame(), websocket_echo_handler(): RFC 6455 client
+  and a raw echo origin that upgrades at any path.
 
 Nothing here sleeps for a fixed time to wait for something: every wait polls
 a predicate against a deadline, and every process started is stopped
 (SIGTERM, then SIGKILL after a deadline).
 """
 
+import base64
+import hashlib
 import json
 import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -32,11 +41,21 @@ LOOPBACK = "127.0.0.1"
 # Ports and waiting
 
 
+_handed_out_ports = set()
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago (bind to 0, read, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that was free a moment ago (bind to 0, read,
+    close), never the same one twice in a test run (the kernel may hand a
+    just-closed port out again, and a listener and the admin listener must
+    not collide)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((LOOPBACK, 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out_ports:
+            _handed_out_ports.add(port)
+            return port
 
 
 def wait_until(predicate, timeout, interval=0.02, message=None):
@@ -327,6 +346,13 @@ class HttpClient:
             raise errors[0]
         return resp
 
+    def send_background(self, parts, pace=0.0):
+        """Sends `parts` (an iterable of bytes) from a daemon thread, pausing
+        `pace` seconds between parts (a slow client), and stops quietly when
+        the peer closes or resets. Returns a BackgroundSender: .sent bytes,
+        .error, .stop(), .join(timeout)."""
+        return BackgroundSender(self.sock, parts, pace)
+
     def wait_closed(self, timeout):
         """Wait for the peer to close. Returns (how, data): how is 'eof',
         'reset' or 'timeout'; data is whatever bytes arrived first."""
@@ -351,6 +377,39 @@ class HttpClient:
                 self.eof = True
                 return "eof", bytes(data)
             data += chunk
+
+
+class BackgroundSender:
+    """See HttpClient.send_background."""
+
+    def __init__(self, sock, parts, pace):
+        self.sock = sock
+        self.sent = 0
+        self.error = None
+        self.finished = False  # every part was sent
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(parts, pace), daemon=True)
+        self._thread.start()
+
+    def _run(self, parts, pace):
+        try:
+            for i, part in enumerate(parts):
+                if self._stop.is_set():
+                    return
+                if i and pace:
+                    self._stop.wait(pace)  # the client's own pace
+                self.sock.sendall(part)
+                self.sent += len(part)
+            self.finished = True
+        except OSError as exc:
+            self.error = exc
+
+    def stop(self):
+        self._stop.set()
+
+    def join(self, timeout):
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
 
 def http_get(port, target, headers=None, host="localhost", timeout=5.0):
@@ -657,3 +716,537 @@ class ArrivalWatch:
         """Wait until at least n requests from others arrived in total; returns arrived()."""
         return wait_until(lambda: (lambda a: a if sum(a.values()) >= n else None)(self.arrived()), timeout,
                           message=f"{n} proxied request(s) reaching the origins")
+
+
+# --------------------------------------------------------------------------
+# Process inspection
+
+
+def proc_tcp_peers(pid):
+    """The TCP sockets process `pid` holds, as a list of
+    (local_port, remote_port, state) from /proc/net/tcp{,6} (state is the
+    kernel's hex code: "01" ESTABLISHED, "0A" LISTEN, "08" CLOSE_WAIT...)."""
+    inodes = set()
+    fd_dir = f"/proc/{pid}/fd"
+    for fd in os.listdir(fd_dir):
+        try:
+            target = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    out = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    cols = line.split()
+                    if len(cols) > 9 and cols[9] in inodes:
+                        local_port = int(cols[1].rsplit(":", 1)[1], 16)
+                        remote_port = int(cols[2].rsplit(":", 1)[1], 16)
+                        out.append((local_port, remote_port, cols[3]))
+        except OSError:
+            continue
+    return out
+
+
+def peak_rss_kib(pid):
+    """VmHWM (peak resident set size) of `pid`, in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise KeyError("VmHWM")
+
+
+# --------------------------------------------------------------------------
+# Raw test origins (Python threads, for behaviour sluice-bench origin lacks:
+# malformed responses, counted connections, recorded request heads, bodies
+# counted without echoing, WebSocket at any path)
+
+
+def http_response(status, body=b"", headers=None, reason=None):
+    """Raw response bytes with Content-Length (unless a framing header is given)."""
+    items = list(headers.items() if isinstance(headers, dict) else (headers or []))
+    names = {k.lower() for k, _ in items}
+    if "content-length" not in names and "transfer-encoding" not in names:
+        items.append(("Content-Length", str(len(body))))
+    reason = reason if reason is not None else {101: "Switching Protocols", 200: "OK", 400: "Bad Request",
+                                                 404: "Not Found", 413: "Content Too Large"}.get(status, "Status")
+    head = f"HTTP/1.1 {status} {reason}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in items) + "\r\n"
+    return head.encode("latin-1") + body
+
+
+class RawRequest:
+    """What a raw origin received: the head, and how much of the body."""
+
+    def __init__(self, conn_id, method, target, version, headers):
+        self.conn_id = conn_id
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.body_bytes = 0
+        self.body = None         # bytes, when the handler kept them
+        self.sha256 = None       # hex digest of the body, when computed
+        self.complete = False    # the whole body (per its framing) arrived
+        self.trailers = []
+
+    def __repr__(self):
+        return (f"<RawRequest conn={self.conn_id} {self.method} {self.target} {self.version} "
+                f"{self.headers.items!r} body_bytes={self.body_bytes} complete={self.complete}>")
+
+
+class RawConnection:
+    """One accepted connection of a RawOrigin, with a read buffer and deadlines."""
+
+    def __init__(self, origin, sock, conn_id):
+        self.origin = origin
+        self.sock = sock
+        self.id = conn_id
+        self.buf = bytearray()
+        self.eof = False                   # the peer closed (or reset) it
+        self.ended = threading.Event()     # the handler returned and the socket is closed
+        self._scratch = bytearray(1 << 20)
+
+    def _fill(self, deadline):
+        if self.eof:
+            return False
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("raw origin read deadline passed")
+        self.sock.settimeout(remaining)
+        try:
+            data = self.sock.recv(262144)
+        except socket.timeout:
+            raise TimeoutError("raw origin read deadline passed") from None
+        except (ConnectionResetError, ConnectionAbortedError):
+            self.eof = True
+            return False
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        return True
+
+    def read_line(self, deadline, limit=1 << 20):
+        while True:
+            i = self.buf.find(b"\r\n")
+            if i >= 0:
+                line = bytes(self.buf[:i])
+                del self.buf[: i + 2]
+                return line
+            if len(self.buf) > limit:
+                raise ValueError("line too long")
+            if not self._fill(deadline):
+                raise ConnectionClosed("raw origin: closed while reading a line")
+
+    def read_exact(self, n, deadline):
+        while len(self.buf) < n:
+            if not self._fill(deadline):
+                raise ConnectionClosed("raw origin: closed early")
+        data = bytes(self.buf[:n])
+        del self.buf[:n]
+        return data
+
+    def read_request_head(self, timeout=30.0):
+        """A RawRequest (recorded on the origin), or None when the peer
+        closed before sending a byte."""
+        deadline = time.monotonic() + timeout
+        while not self.buf:
+            if not self._fill(deadline):
+                return None
+        line = self.read_line(deadline).decode("latin-1")
+        parts = line.split(" ")
+        if len(parts) != 3:
+            raise ValueError(f"raw origin: bad request line {line!r}")
+        items = []
+        while True:
+            h = self.read_line(deadline).decode("latin-1")
+            if h == "":
+                break
+            name, _, value = h.partition(":")
+            items.append((name, value.strip(" \t")))
+        req = RawRequest(self.id, parts[0], parts[1], parts[2], Headers(items))
+        self.origin._record(req)
+        return req
+
+    def _take(self, n, deadline, consume):
+        """Pass up to n body bytes to consume(memoryview); returns how many."""
+        if self.buf:
+            take = min(n, len(self.buf))
+            consume(memoryview(self.buf)[:take])
+            del self.buf[:take]
+            return take
+        if self.eof:
+            raise ConnectionClosed("raw origin: body cut short")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("raw origin body deadline passed")
+        self.sock.settimeout(remaining)
+        try:
+            got = self.sock.recv_into(self._scratch, min(n, len(self._scratch)))
+        except socket.timeout:
+            raise TimeoutError("raw origin body deadline passed") from None
+        except (ConnectionResetError, ConnectionAbortedError):
+            self.eof = True
+            raise ConnectionClosed("raw origin: body cut short (reset)") from None
+        if got == 0:
+            self.eof = True
+            raise ConnectionClosed("raw origin: body cut short")
+        consume(memoryview(self._scratch)[:got])
+        return got
+
+    def read_body(self, req, timeout=60.0, keep=False, digest=True):
+        """Reads req's body (Content-Length or chunked), counting it into
+        req.body_bytes (and req.sha256, req.body when keep); sets
+        req.complete at the end. Raises ConnectionClosed/TimeoutError when
+        the body does not arrive whole."""
+        deadline = time.monotonic() + timeout
+        h = hashlib.sha256() if digest else None
+        kept = bytearray() if keep else None
+
+        def consume(view):
+            req.body_bytes += len(view)
+            if h is not None:
+                h.update(view)
+            if kept is not None:
+                kept.extend(view)
+
+        te = ",".join(req.headers.get_all("Transfer-Encoding")).lower()
+        if "chunked" in te:
+            while True:
+                size_line = self.read_line(deadline).decode("latin-1")
+                size = int(size_line.split(";", 1)[0].strip(), 16)
+                if size == 0:
+                    while True:
+                        t = self.read_line(deadline)
+                        if t == b"":
+                            break
+                        req.trailers.append(t.decode("latin-1"))
+                    break
+                while size > 0:
+                    size -= self._take(size, deadline, consume)
+                if self.read_line(deadline) != b"":
+                    raise ValueError("raw origin: chunk not followed by CRLF")
+        else:
+            n = int(req.headers.get("Content-Length", "0"))
+            while n > 0:
+                n -= self._take(n, deadline, consume)
+        if h is not None:
+            req.sha256 = h.hexdigest()
+        if kept is not None:
+            req.body = bytes(kept)
+        req.complete = True
+        return req
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def wait_eof(self, timeout):
+        """Reads (and drops) until the peer closes; True if it did within `timeout`."""
+        deadline = time.monotonic() + timeout
+        self.buf.clear()
+        try:
+            while self._fill(deadline):
+                self.buf.clear()
+        except TimeoutError:
+            return False
+        except OSError:
+            self.eof = True
+        return True
+
+
+class RawOrigin:
+    """A threaded TCP server on 127.0.0.1 whose connections each run
+    handler(conn: RawConnection) in a thread of their own. Counts accepted
+    connections, records every request head read (`requests`), and each
+    connection (`conns`, in accept order). Duck-types Origin for upstream()
+    and for the env fixture's teardown (.name, .address, .port, .stop())."""
+
+    def __init__(self, handler, name="raw"):
+        self.handler = handler
+        self.name = name
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((LOOPBACK, 0))
+        self.listener.listen(128)
+        self.port = self.listener.getsockname()[1]
+        self.address = f"{LOOPBACK}:{self.port}"
+        self.lock = threading.Lock()
+        self.conns = []
+        self.requests = []
+        self.errors = []
+        self.stopping = False
+        self.stopped = threading.Event()  # set by stop(); handlers that hold a connection wait on it
+        self.thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self.thread.start()
+
+    @property
+    def accepted(self):
+        with self.lock:
+            return len(self.conns)
+
+    def _record(self, req):
+        with self.lock:
+            self.requests.append(req)
+
+    def requests_to(self, prefix):
+        with self.lock:
+            return [r for r in self.requests if r.target.startswith(prefix)]
+
+    def _accept_loop(self):
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.stopping:
+                sock.close()
+                return
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self.lock:
+                conn = RawConnection(self, sock, len(self.conns) + 1)
+                self.conns.append(conn)
+            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
+
+    def _run(self, conn):
+        try:
+            self.handler(conn)
+        except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
+            conn.eof = True  # the peer closed while the handler was writing
+        except (OSError, ConnectionClosed, TimeoutError, ValueError):
+            pass  # the peer went away or misbehaved: end this connection
+        except Exception as exc:  # noqa: BLE001 - kept for the test to report
+            self.errors.append(exc)
+        finally:
+            try:
+                conn.sock.close()
+            except OSError:
+                pass
+            conn.ended.set()
+
+    def stop(self, timeout=5.0):
+        self.stopping = True
+        self.stopped.set()
+        try:
+            self.listener.close()
+        except OSError:
+            pass
+        with self.lock:
+            conns = list(self.conns)
+        for c in conns:
+            try:
+                c.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for c in conns:
+            c.ended.wait(timeout)
+        return 0
+
+    def running(self):
+        return not self.stopping
+
+
+def serve_http(conn, respond, body_timeout=60.0, keep=False, digest=True):
+    """A keep-alive request loop for RawOrigin handlers: each request's body
+    is read (counted and hashed), then respond(conn, req) returns the
+    response bytes, or None to close the connection."""
+    while True:
+        req = conn.read_request_head()
+        if req is None:
+            return
+        conn.read_body(req, timeout=body_timeout, keep=keep, digest=digest)
+        out = respond(conn, req)
+        if out is None:
+            return
+        conn.send(out)
+        if "close" in (req.headers.get("Connection") or "").lower():
+            return
+
+
+def body_report(conn, req):
+    """A JSON response naming what the origin saw of the request: its
+    connection, target, framing headers, body length and sha256."""
+    doc = {
+        "conn": conn.id,
+        "target": req.target,
+        "content_length": req.headers.get("Content-Length"),
+        "transfer_encoding": req.headers.get("Transfer-Encoding"),
+        "bytes": req.body_bytes,
+        "sha256": req.sha256,
+    }
+    return http_response(200, json.dumps(doc).encode(), {"Content-Type": "application/json",
+                                                         "X-Raw-Connection": str(conn.id)})
+
+
+# --------------------------------------------------------------------------
+# WebSocket (RFC 6455): frames, a client on an HttpClient, an echo handler
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+WS_CONT, WS_TEXT, WS_BINARY, WS_CLOSE, WS_PING, WS_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+def ws_accept_for(key):
+    return base64.b64encode(hashlib.sha1((key + WS_GUID).encode("ascii")).digest()).decode("ascii")
+
+
+def _ws_mask(payload, key):
+    if not payload:
+        return b""
+    n = len(payload)
+    mask = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(mask, "big")).to_bytes(n, "big")
+
+
+def ws_frame(opcode, payload=b"", fin=True, mask=True):
+    """One frame; client frames are masked (RFC 6455 5.3), server frames not."""
+    first = (0x80 if fin else 0) | opcode
+    n = len(payload)
+    mbit = 0x80 if mask else 0
+    if n < 126:
+        head = struct.pack("!BB", first, mbit | n)
+    elif n < 65536:
+        head = struct.pack("!BBH", first, mbit | 126, n)
+    else:
+        head = struct.pack("!BBQ", first, mbit | 127, n)
+    if mask:
+        key = os.urandom(4)
+        return head + key + _ws_mask(payload, key)
+    return head + payload
+
+
+def ws_read_frame(read_exact):
+    """(fin, opcode, masked, payload) of the next frame; read_exact(n) -> bytes."""
+    b0, b1 = read_exact(2)
+    fin = bool(b0 & 0x80)
+    opcode = b0 & 0x0F
+    masked = bool(b1 & 0x80)
+    n = b1 & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", read_exact(2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", read_exact(8))[0]
+    key = read_exact(4) if masked else None
+    payload = read_exact(n) if n else b""
+    if masked:
+        payload = _ws_mask(payload, key)
+    return fin, opcode, masked, payload
+
+
+def ws_close_payload(code=1000, reason=""):
+    return struct.pack("!H", code) + reason.encode("utf-8")
+
+
+class WebSocketClient:
+    """A minimal RFC 6455 client over an HttpClient (its socket and buffer)."""
+
+    def __init__(self, http_client):
+        self.http = http_client
+        self.key = None
+        self.response = None
+        self.frames_masked = []  # for each frame received: whether it was masked
+
+    def handshake(self, target="/ws", headers=None, host="localhost", protocols=None, timeout=None,
+                  connection="Upgrade"):
+        """Sends the Upgrade request; returns the Response (101 on success)."""
+        self.key = base64.b64encode(os.urandom(16)).decode("ascii")
+        items = [("Upgrade", "websocket"), ("Connection", connection),
+                 ("Sec-WebSocket-Key", self.key), ("Sec-WebSocket-Version", "13")]
+        if protocols:
+            items.append(("Sec-WebSocket-Protocol", ", ".join(protocols)))
+        items += list(headers.items() if isinstance(headers, dict) else (headers or []))
+        self.response = self.http.request("GET", target, items, host=host, timeout=timeout)
+        return self.response
+
+    def accept_ok(self):
+        return self.response is not None and self.response.header("Sec-WebSocket-Accept") == ws_accept_for(self.key)
+
+    def send_frame(self, opcode, payload=b"", fin=True):
+        self.http.send(ws_frame(opcode, payload, fin=fin, mask=True))
+
+    def send_text(self, text):
+        self.send_frame(WS_TEXT, text.encode("utf-8"))
+
+    def send_binary(self, data):
+        self.send_frame(WS_BINARY, data)
+
+    def send_close(self, code=1000, reason=""):
+        self.send_frame(WS_CLOSE, ws_close_payload(code, reason))
+
+    def recv_frame(self, timeout=None):
+        deadline = time.monotonic() + (timeout if timeout is not None else self.http.timeout)
+
+        def read_exact(n):
+            out = bytearray()
+            self.http._read_exact(n, deadline, out.extend)
+            return bytes(out)
+
+        fin, opcode, masked, payload = ws_read_frame(read_exact)
+        self.frames_masked.append(masked)
+        return fin, opcode, payload
+
+    def recv_message(self, timeout=None):
+        """(opcode, payload) of the next data message (fragments joined) or
+        close frame; pings are answered, pongs skipped."""
+        deadline = time.monotonic() + (timeout if timeout is not None else self.http.timeout)
+        opcode = None
+        parts = []
+        while True:
+            fin, op, payload = self.recv_frame(timeout=max(0.0, deadline - time.monotonic()))
+            if op == WS_PING:
+                self.send_frame(WS_PONG, payload)
+                continue
+            if op == WS_PONG:
+                continue
+            if op == WS_CLOSE:
+                return op, payload
+            if op != WS_CONT:
+                opcode = op
+            parts.append(payload)
+            if fin:
+                return opcode, b"".join(parts)
+
+
+def websocket_echo_handler(protocol=None, greeting=None, any_path=True):
+    """A RawOrigin handler: answers an Upgrade request with 101 (choosing
+    `protocol` when the client offered it), sends `greeting` (a text
+    message) in the same write as the 101 when given, then echoes every
+    data message until a close frame, which it echoes before closing.
+    Each request is recorded on the origin; each connection's frames
+    are kept in conn.ws_frames as (opcode, masked, payload)."""
+
+    def handler(conn):
+        conn.ws_frames = []
+        req = conn.read_request_head()
+        if req is None:
+            return
+        if (req.headers.get("Upgrade") or "").lower() != "websocket" or not (any_path or req.target.startswith("/ws")):
+            conn.send(http_response(400, b"not a websocket upgrade\n", {"Connection": "close"}))
+            return
+        headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                   ("Sec-WebSocket-Accept", ws_accept_for(req.headers.get("Sec-WebSocket-Key", "")))]
+        offered = [p.strip() for p in (req.headers.get("Sec-WebSocket-Protocol") or "").split(",") if p.strip()]
+        if protocol and protocol in offered:
+            headers.append(("Sec-WebSocket-Protocol", protocol))
+        out = ("HTTP/1.1 101 Switching Protocols\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers)
+               + "\r\n").encode("latin-1")
+        if greeting is not None:
+            out += ws_frame(WS_TEXT, greeting.encode("utf-8"), mask=False)
+        conn.send(out)
+        while True:
+            d = time.monotonic() + 60
+            fin, op, masked, payload = ws_read_frame(lambda n: conn.read_exact(n, d))
+            conn.ws_frames.append((op, masked, payload))
+            if op == WS_CLOSE:
+                conn.send(ws_frame(WS_CLOSE, payload[:2] if payload else b"", mask=False))
+                return  # the server closes the TCP connection first (RFC 6455 7.1.1)
+            if op == WS_PING:
+                conn.send(ws_frame(WS_PONG, payload, mask=False))
+                continue
+            if op == WS_PONG:
+                continue
+            conn.send(ws_frame(op, payload, fin=fin, mask=False))
+
+    return handler

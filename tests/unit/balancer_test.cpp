@@ -141,7 +141,8 @@ TEST_CASE("a server coming back rejoins the rotation", "[proxy][balancer]") {
     std::string seq;
     bool b_up = false;
     for (int i = 0; i < 8; ++i) {
-        if (i == 4) b_up = true;
+        if (i == 4)
+            b_up = true;
         const int pick = proxy::pick_smooth_weighted(std::span<std::int64_t>(current),
                                                      std::span<const int>(weights),
                                                      [&](std::size_t k) { return k == 0 || b_up; });
@@ -214,7 +215,8 @@ TEST_CASE("least_conn ties are broken by the rotation", "[proxy][balancer]") {
     }
     SECTION("an increasing rotation spreads idle picks over all servers") {
         std::string seq;
-        for (std::size_t r = 0; r < 6; ++r) seq.push_back(static_cast<char>('a' + least_loaded(weights, r, idle, up)));
+        for (std::size_t r = 0; r < 6; ++r)
+            seq.push_back(static_cast<char>('a' + least_loaded(weights, r, idle, up)));
         CHECK(seq == "abcabc");
     }
 }

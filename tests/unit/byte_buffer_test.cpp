@@ -24,7 +24,8 @@ void append(byte_buffer& b, std::string_view text, std::size_t limit) {
 // A recognisable pattern of `n` bytes starting at `offset`.
 std::string pattern(std::size_t n, std::size_t offset = 0) {
     std::string s(n, '\0');
-    for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('A' + (offset + i) % 26);
+    for (std::size_t i = 0; i < n; ++i)
+        s[i] = static_cast<char>('A' + (offset + i) % 26);
     return s;
 }
 
@@ -96,14 +97,15 @@ TEST_CASE("the block grows to fit what is wanted, keeping the data", "[proxy][by
 }
 
 TEST_CASE("growth stops at the limit", "[proxy][byte_buffer]") {
-    const std::size_t limit = GENERATE(std::size_t{16}, std::size_t{100}, std::size_t{1000},
-                                       std::size_t{4096});
+    const std::size_t limit =
+        GENERATE(std::size_t{16}, std::size_t{100}, std::size_t{1000}, std::size_t{4096});
     CAPTURE(limit);
     byte_buffer b(16);
     std::size_t total = 0;
     for (int i = 0; i < 10000; ++i) {
         auto [p, room] = b.prepare(7, limit);
-        if (room == 0) break;
+        if (room == 0)
+            break;
         REQUIRE(room <= 7);
         std::memset(p, 'x', room);
         b.commit(room);

@@ -36,11 +36,11 @@ TEST_CASE("status_for maps each error to the status SPEC 3 names", "[proxy][erro
 TEST_CASE("only connect errors are retryable", "[proxy][errors]") {
     CHECK(proxy::retryable(proxy_error::connect_failed));
     CHECK(proxy::retryable(proxy_error::connect_timeout));
-    const auto e = GENERATE(proxy_error::none, proxy_error::bad_request, proxy_error::header_timeout,
-                            proxy_error::header_too_large, proxy_error::body_too_large,
-                            proxy_error::no_route, proxy_error::no_healthy_server,
-                            proxy_error::upstream_reset, proxy_error::bad_response,
-                            proxy_error::response_timeout, proxy_error::client_closed);
+    const auto e = GENERATE(
+        proxy_error::none, proxy_error::bad_request, proxy_error::header_timeout,
+        proxy_error::header_too_large, proxy_error::body_too_large, proxy_error::no_route,
+        proxy_error::no_healthy_server, proxy_error::upstream_reset, proxy_error::bad_response,
+        proxy_error::response_timeout, proxy_error::client_closed);
     CAPTURE(static_cast<int>(e));
     CHECK_FALSE(proxy::retryable(e));
 }
@@ -52,8 +52,8 @@ TEST_CASE("retryable is usable at compile time", "[proxy][errors]") {
 
 TEST_CASE("every error has its own short description", "[proxy][errors]") {
     std::set<std::string> seen;
-    for (int i = static_cast<int>(proxy_error::none); i <= static_cast<int>(proxy_error::client_closed);
-         ++i) {
+    for (int i = static_cast<int>(proxy_error::none);
+         i <= static_cast<int>(proxy_error::client_closed); ++i) {
         const auto e = static_cast<proxy_error>(i);
         const auto d = proxy::describe(e);
         CAPTURE(i, d);

@@ -27,10 +27,14 @@ template <> struct StringMaker<http::parse_status> {
 template <> struct StringMaker<http::framing> {
     static std::string convert(http::framing f) {
         switch (f) {
-        case http::framing::none: return "none";
-        case http::framing::content_length: return "content_length";
-        case http::framing::chunked: return "chunked";
-        case http::framing::until_close: return "until_close";
+        case http::framing::none:
+            return "none";
+        case http::framing::content_length:
+            return "content_length";
+        case http::framing::chunked:
+            return "chunked";
+        case http::framing::until_close:
+            return "until_close";
         }
         return "framing(?)";
     }
@@ -42,8 +46,8 @@ namespace {
 // A head parsed from text it owns. Not copyable: the head's views point into `raw`.
 struct parsed {
     parsed(std::string text, bool request) : raw(std::move(text)) {
-        const auto st = request ? http::parse_request_head(raw, head)
-                                : http::parse_response_head(raw, head);
+        const auto st =
+            request ? http::parse_request_head(raw, head) : http::parse_response_head(raw, head);
         INFO(raw);
         REQUIRE(st == http::parse_status::ok);
     }
@@ -54,7 +58,8 @@ struct parsed {
     std::vector<std::string> values(std::string_view name) const {
         std::vector<std::string> out;
         for (const auto& f : head.fields)
-            if (http::iequals(f.name, name)) out.emplace_back(f.value);
+            if (http::iequals(f.name, name))
+                out.emplace_back(f.value);
         return out;
     }
     bool has(std::string_view name) const { return !values(name).empty(); }
@@ -63,7 +68,9 @@ struct parsed {
     http::message_head head;
 };
 
-std::vector<std::string> one(std::string v) { return {std::move(v)}; }
+std::vector<std::string> one(std::string v) {
+    return {std::move(v)};
+}
 
 proxy::forward_facts default_facts() {
     proxy::forward_facts f;
@@ -142,9 +149,10 @@ TEST_CASE("the upstream request keeps the client's fields and adds X-Forwarded-*
 TEST_CASE("the upstream request line uses facts.path and HTTP/1.1", "[proxy][headers]") {
     auto facts = default_facts();
     facts.path = "/a/b?c";
-    const parsed out(upstream_request("DELETE http://example.com/a/b?c HTTP/1.0\r\nHost: example.com\r\n\r\n",
-                                      facts),
-                     true);
+    const parsed out(
+        upstream_request("DELETE http://example.com/a/b?c HTTP/1.0\r\nHost: example.com\r\n\r\n",
+                         facts),
+        true);
     CHECK(out.head.method == "DELETE");
     CHECK(out.head.target == "/a/b?c");
     CHECK(out.head.version_minor == 1);
@@ -188,8 +196,8 @@ TEST_CASE("a field listed in Connection is dropped whatever its case", "[proxy][
 TEST_CASE("an HTTP/1.0 client's keep-alive is not forwarded", "[proxy][headers]") {
     const auto facts = default_facts();
     const parsed out(
-        upstream_request("GET / HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\n\r\n",
-                         facts),
+        upstream_request(
+            "GET / HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\n\r\n", facts),
         true);
     CHECK(out.head.version_minor == 1);
     CHECK_FALSE(out.has("Connection"));
@@ -274,15 +282,16 @@ TEST_CASE("X-Forwarded-* from a trusted peer are kept and appended to", "[proxy]
         CHECK(out.values("Accept") == one("*/*"));
     }
     SECTION("one X-Forwarded-For field") {
-        const parsed out(upstream_request("GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 192.0.2.7\r\n\r\n",
-                                          facts),
-                         true);
+        const parsed out(
+            upstream_request("GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 192.0.2.7\r\n\r\n",
+                             facts),
+            true);
         CHECK(out.values("X-Forwarded-For") == one("192.0.2.7, 10.1.2.3"));
     }
     SECTION("no incoming values: they are set as for anyone") {
         facts.tls = true;
-        const parsed out(upstream_request("GET / HTTP/1.1\r\nHost: example.com:8443\r\n\r\n", facts),
-                         true);
+        const parsed out(
+            upstream_request("GET / HTTP/1.1\r\nHost: example.com:8443\r\n\r\n", facts), true);
         CHECK(out.values("X-Forwarded-For") == one("10.1.2.3"));
         CHECK(out.values("X-Forwarded-Proto") == one("https"));
         CHECK(out.values("X-Forwarded-Host") == one("example.com:8443"));
@@ -314,8 +323,9 @@ TEST_CASE("the request-ID field is replaced by facts.request_id", "[proxy][heade
 TEST_CASE("Content-Length is re-emitted once as a plain number", "[proxy][headers]") {
     const auto facts = default_facts();
     SECTION("one field") {
-        const parsed out(upstream_request("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\n\r\n", facts),
-                         true);
+        const parsed out(
+            upstream_request("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\n\r\n", facts),
+            true);
         CHECK(out.values("Content-Length") == one("12"));
         CHECK(out.head.body == http::framing::content_length);
         CHECK(out.head.content_length == 12);
@@ -328,8 +338,9 @@ TEST_CASE("Content-Length is re-emitted once as a plain number", "[proxy][header
         CHECK(out.values("Content-Length") == one("12"));
     }
     SECTION("an explicit zero") {
-        const parsed out(upstream_request("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", facts),
-                         true);
+        const parsed out(
+            upstream_request("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", facts),
+            true);
         CHECK(out.values("Content-Length") == one("0"));
     }
     SECTION("none when the client sent none") {
@@ -342,17 +353,19 @@ TEST_CASE("Content-Length is re-emitted once as a plain number", "[proxy][header
 TEST_CASE("a chunked request keeps its Transfer-Encoding", "[proxy][headers]") {
     const auto facts = default_facts();
     SECTION("chunked") {
-        const parsed out(upstream_request("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
-                                          facts),
-                         true);
+        const parsed out(
+            upstream_request("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+                             facts),
+            true);
         CHECK(out.values("Transfer-Encoding") == one("chunked"));
         CHECK_FALSE(out.has("Content-Length"));
         CHECK(out.head.body == http::framing::chunked);
     }
     SECTION("gzip, chunked") {
-        const parsed out(upstream_request("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-                                          facts),
-                         true);
+        const parsed out(
+            upstream_request(
+                "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", facts),
+            true);
         CHECK(out.values("Transfer-Encoding") == one("gzip, chunked"));
     }
 }
@@ -383,8 +396,9 @@ TEST_CASE("a request without Host gets default_host", "[proxy][headers]") {
 
 TEST_CASE("several Host fields are sent as one", "[proxy][headers]") {
     const auto facts = default_facts();
-    const parsed out(upstream_request("GET / HTTP/1.1\r\nHost: a.example\r\nhost: b.example\r\n\r\n", facts),
-                     true);
+    const parsed out(
+        upstream_request("GET / HTTP/1.1\r\nHost: a.example\r\nhost: b.example\r\n\r\n", facts),
+        true);
     CHECK(out.values("Host") == one("a.example"));
     CHECK(out.values("X-Forwarded-Host") == one("a.example"));
 }
@@ -434,7 +448,8 @@ TEST_CASE("the client response is HTTP/1.1 whatever the upstream spoke", "[proxy
 TEST_CASE("Connection in the client response follows keep_alive and the client's version",
           "[proxy][headers]") {
     auto facts = default_response_facts(http::framing::content_length);
-    const std::string response = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n";
+    const std::string response =
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n";
     SECTION("HTTP/1.1, kept open: no Connection field") {
         const parsed out(client_response(response, facts), false);
         CHECK_FALSE(out.has("Connection"));
@@ -458,9 +473,10 @@ TEST_CASE("Connection in the client response follows keep_alive and the client's
         CHECK(out.values("Connection") == one("close"));
     }
     SECTION("upstream Connection: close is not passed on") {
-        const parsed out(client_response("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n",
-                                         facts),
-                         false);
+        const parsed out(
+            client_response("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n",
+                            facts),
+            false);
         CHECK_FALSE(out.has("Connection"));
     }
 }
@@ -468,8 +484,8 @@ TEST_CASE("Connection in the client response follows keep_alive and the client's
 TEST_CASE("the client response framing", "[proxy][headers]") {
     SECTION("chunked is relayed with its Transfer-Encoding") {
         const auto facts = default_response_facts(http::framing::chunked);
-        const parsed out(client_response("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", facts),
-                         false);
+        const parsed out(
+            client_response("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", facts), false);
         CHECK(out.values("Transfer-Encoding") == one("chunked"));
         CHECK_FALSE(out.has("Content-Length"));
     }
@@ -478,17 +494,18 @@ TEST_CASE("the client response framing", "[proxy][headers]") {
         facts.dechunk = true;
         facts.client_http10 = true;
         facts.keep_alive = false;
-        const parsed out(client_response("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", facts),
-                         false);
+        const parsed out(
+            client_response("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", facts), false);
         CHECK_FALSE(out.has("Transfer-Encoding"));
         CHECK_FALSE(out.has("Content-Length"));
         CHECK(out.values("Connection") == one("close"));
     }
     SECTION("a 304 keeps its Content-Length") {
         const auto facts = default_response_facts(http::framing::none);
-        const parsed out(client_response("HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 100\r\n\r\n",
-                                         facts),
-                         false);
+        const parsed out(
+            client_response(
+                "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 100\r\n\r\n", facts),
+            false);
         CHECK(out.values("Content-Length") == one("100"));
         CHECK(out.values("ETag") == one("\"x\""));
     }

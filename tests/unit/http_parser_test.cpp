@@ -21,10 +21,14 @@ template <> struct StringMaker<http::parse_status> {
 template <> struct StringMaker<http::framing> {
     static std::string convert(http::framing f) {
         switch (f) {
-        case http::framing::none: return "none";
-        case http::framing::content_length: return "content_length";
-        case http::framing::chunked: return "chunked";
-        case http::framing::until_close: return "until_close";
+        case http::framing::none:
+            return "none";
+        case http::framing::content_length:
+            return "content_length";
+        case http::framing::chunked:
+            return "chunked";
+        case http::framing::until_close:
+            return "until_close";
         }
         return "framing(?)";
     }
@@ -45,9 +49,11 @@ parse_status parse_response(const std::string& text) {
 
 // A request head "GET / HTTP/1.1" with `fields` (each "Name: value", CRLF added) and the
 // final empty line.
-std::string get_with(const std::vector<std::string>& fields, const std::string& version = "HTTP/1.1") {
+std::string get_with(const std::vector<std::string>& fields,
+                     const std::string& version = "HTTP/1.1") {
     std::string out = "GET / " + version + "\r\nHost: example.com\r\n";
-    for (const auto& f : fields) out += f + "\r\n";
+    for (const auto& f : fields)
+        out += f + "\r\n";
     out += "\r\n";
     return out;
 }
@@ -55,14 +61,16 @@ std::string get_with(const std::vector<std::string>& fields, const std::string& 
 std::string response_with(const std::vector<std::string>& fields,
                           const std::string& status_line = "HTTP/1.1 200 OK") {
     std::string out = status_line + "\r\n";
-    for (const auto& f : fields) out += f + "\r\n";
+    for (const auto& f : fields)
+        out += f + "\r\n";
     out += "\r\n";
     return out;
 }
 
 std::string joined(const std::vector<std::string_view>& pieces) {
     std::string out;
-    for (auto p : pieces) out.append(p);
+    for (auto p : pieces)
+        out.append(p);
     return out;
 }
 
@@ -148,8 +156,7 @@ TEST_CASE("Content-Length with leading zeros is a decimal number", "[proxy][http
     CHECK(h.content_length == 7);
 }
 
-TEST_CASE("a chunked POST has chunked framing and keeps the coding as received",
-          "[proxy][http]") {
+TEST_CASE("a chunked POST has chunked framing and keeps the coding as received", "[proxy][http]") {
     http::message_head h;
     SECTION("chunked") {
         const std::string head = get_with({"Transfer-Encoding: chunked"});
@@ -201,7 +208,8 @@ TEST_CASE("keep_alive follows the version and the Connection field", "[proxy][ht
     }));
     CAPTURE(r.version, r.connection);
     std::vector<std::string> fields;
-    if (*r.connection != '\0') fields.push_back(std::string("Connection: ") + r.connection);
+    if (*r.connection != '\0')
+        fields.push_back(std::string("Connection: ") + r.connection);
     const std::string head = get_with(fields, r.version);
     http::message_head h;
     REQUIRE(http::parse_request_head(head, h) == parse_status::ok);
@@ -276,7 +284,8 @@ TEST_CASE("Expect: 100-continue sets expect_continue", "[proxy][http]") {
 
 TEST_CASE("host is the first Host field", "[proxy][http]") {
     http::message_head h;
-    const std::string head = "GET / HTTP/1.1\r\nHost: first.example\r\nHost: second.example\r\n\r\n";
+    const std::string head =
+        "GET / HTTP/1.1\r\nHost: first.example\r\nHost: second.example\r\n\r\n";
     REQUIRE(http::parse_request_head(head, h) == parse_status::ok);
     CHECK(h.host == "first.example");
 }
@@ -284,8 +293,9 @@ TEST_CASE("host is the first Host field", "[proxy][http]") {
 TEST_CASE("a message_head reused for a second message keeps nothing of the first",
           "[proxy][http]") {
     http::message_head h;
-    const std::string first = "POST /a HTTP/1.0\r\nHost: one\r\nConnection: close, X-A\r\n"
-                              "Expect: 100-continue\r\nUpgrade: websocket\r\nContent-Length: 5\r\n\r\n";
+    const std::string first =
+        "POST /a HTTP/1.0\r\nHost: one\r\nConnection: close, X-A\r\n"
+        "Expect: 100-continue\r\nUpgrade: websocket\r\nContent-Length: 5\r\n\r\n";
     REQUIRE(http::parse_request_head(first, h) == parse_status::ok);
     const std::string second = "GET /b HTTP/1.1\r\nAccept: x\r\n\r\n";
     REQUIRE(http::parse_request_head(second, h) == parse_status::ok);
@@ -323,7 +333,8 @@ TEST_CASE("differing Content-Length values are refused", "[proxy][http][smugglin
               parse_status::bad_content_length);
     }
     SECTION("a list") {
-        CHECK(parse_request(get_with({"Content-Length: 5, 6"})) == parse_status::bad_content_length);
+        CHECK(parse_request(get_with({"Content-Length: 5, 6"})) ==
+              parse_status::bad_content_length);
     }
     SECTION("a list then a field") {
         CHECK(parse_request(get_with({"Content-Length: 5, 5", "Content-Length: 6"})) ==
@@ -348,11 +359,12 @@ TEST_CASE("identical repeated Content-Length values are one length", "[proxy][ht
 }
 
 TEST_CASE("invalid Content-Length values are refused", "[proxy][http][smuggling]") {
-    const std::string value = GENERATE(as<std::string>{}, "abc", "-1", "+5", "1 2", "", "   ",
-                                       "12345678901234567890", "99999999999999999999999", "0x10",
-                                       "5a", "5.0", "1_000");
+    const std::string value =
+        GENERATE(as<std::string>{}, "abc", "-1", "+5", "1 2", "", "   ", "12345678901234567890",
+                 "99999999999999999999999", "0x10", "5a", "5.0", "1_000");
     CAPTURE(value);
-    CHECK(parse_request(get_with({"Content-Length: " + value})) == parse_status::bad_content_length);
+    CHECK(parse_request(get_with({"Content-Length: " + value})) ==
+          parse_status::bad_content_length);
 }
 
 TEST_CASE("a Content-Length made only of commas is invalid", "[proxy][http][smuggling]") {
@@ -361,9 +373,9 @@ TEST_CASE("a Content-Length made only of commas is invalid", "[proxy][http][smug
 }
 
 TEST_CASE("Transfer-Encoding other than a final chunked is refused", "[proxy][http][smuggling]") {
-    const std::string value = GENERATE(as<std::string>{}, "gzip", "chunked, gzip",
-                                       "chunked, chunked", "identity", "", "chunkedx", "xchunked",
-                                       "chunked;q=1", "gzip, chunked, chunked");
+    const std::string value =
+        GENERATE(as<std::string>{}, "gzip", "chunked, gzip", "chunked, chunked", "identity", "",
+                 "chunkedx", "xchunked", "chunked;q=1", "gzip, chunked, chunked");
     CAPTURE(value);
     CHECK(parse_request(get_with({"Transfer-Encoding: " + value})) ==
           parse_status::bad_transfer_encoding);
@@ -397,7 +409,8 @@ TEST_CASE("obs-fold is refused", "[proxy][http][smuggling]") {
 
 TEST_CASE("bare LF line endings are refused", "[proxy][http][smuggling]") {
     SECTION("a field line ending in LF") {
-        CHECK(parse_request("GET / HTTP/1.1\r\nHost: h\nX-A: b\r\n\r\n") == parse_status::bad_field);
+        CHECK(parse_request("GET / HTTP/1.1\r\nHost: h\nX-A: b\r\n\r\n") ==
+              parse_status::bad_field);
     }
     SECTION("a bare LF inside a value") {
         CHECK(parse_request("GET / HTTP/1.1\r\nX-A: b\nc: d\r\nHost: h\r\n\r\n") ==
@@ -420,7 +433,8 @@ TEST_CASE("a head using bare LF only is refused, not awaited", "[proxy][http][sm
 }
 
 TEST_CASE("bare CR is refused", "[proxy][http][smuggling]") {
-    CHECK(parse_request("GET / HTTP/1.1\r\nHost: h\r\nX-A: b\rc\r\n\r\n") == parse_status::bad_field);
+    CHECK(parse_request("GET / HTTP/1.1\r\nHost: h\r\nX-A: b\rc\r\n\r\n") ==
+          parse_status::bad_field);
     CHECK(parse_request("GET / HTTP/1.1\r\nHost: h\rX-A: b\r\n\r\n") == parse_status::bad_field);
     CHECK(parse_request("GET /\r HTTP/1.1\r\nHost: h\r\n\r\n") == parse_status::bad_start_line);
 }
@@ -443,27 +457,25 @@ TEST_CASE("a horizontal tab inside a value is allowed", "[proxy][http]") {
 }
 
 TEST_CASE("malformed field lines are bad_field", "[proxy][http][smuggling]") {
-    const std::string line = GENERATE(as<std::string>{}, "NoColon", ": empty-name",
-                                      "Bad(Name): v", "Bad/Name: v", "Bad\"Name: v", "X\x01Y: v",
-                                      "\xc3\xa9: v");
+    const std::string line = GENERATE(as<std::string>{}, "NoColon", ": empty-name", "Bad(Name): v",
+                                      "Bad/Name: v", "Bad\"Name: v", "X\x01Y: v", "\xc3\xa9: v");
     CAPTURE(line);
     CHECK(parse_request(get_with({line})) == parse_status::bad_field);
 }
 
 TEST_CASE("a malformed request line is bad_start_line", "[proxy][http][smuggling]") {
-    const std::string line = GENERATE(as<std::string>{}, "G(T / HTTP/1.1", "G@T / HTTP/1.1",
-                                      "GE\"T / HTTP/1.1", "G:T / HTTP/1.1", " / HTTP/1.1",
-                                      " GET / HTTP/1.1", "GET  / HTTP/1.1", "GET /", "GET",
-                                      "GET /a\x01 HTTP/1.1", "GET /\x7f HTTP/1.1",
-                                      "GET /caf\xc3\xa9 HTTP/1.1");
+    const std::string line =
+        GENERATE(as<std::string>{}, "G(T / HTTP/1.1", "G@T / HTTP/1.1", "GE\"T / HTTP/1.1",
+                 "G:T / HTTP/1.1", " / HTTP/1.1", " GET / HTTP/1.1", "GET  / HTTP/1.1", "GET /",
+                 "GET", "GET /a\x01 HTTP/1.1", "GET /\x7f HTTP/1.1", "GET /caf\xc3\xa9 HTTP/1.1");
     CAPTURE(line);
     CHECK(parse_request(line + "\r\nHost: h\r\n\r\n") == parse_status::bad_start_line);
 }
 
 TEST_CASE("versions other than HTTP/1.0 and HTTP/1.1 are bad_version", "[proxy][http][smuggling]") {
-    const std::string version = GENERATE(as<std::string>{}, "HTTP/2.0", "HTTP/1.10", "HTTP/1.2",
-                                         "HTTP/0.9", "HTTP/1", "http/1.1", "HTTP/1.1 ", "HTTPS/1.1",
-                                         "HTTP/11");
+    const std::string version =
+        GENERATE(as<std::string>{}, "HTTP/2.0", "HTTP/1.10", "HTTP/1.2", "HTTP/0.9", "HTTP/1",
+                 "http/1.1", "HTTP/1.1 ", "HTTPS/1.1", "HTTP/11");
     CAPTURE(version);
     CHECK(parse_request("GET / " + version + "\r\nHost: h\r\n\r\n") == parse_status::bad_version);
 }
@@ -471,7 +483,8 @@ TEST_CASE("versions other than HTTP/1.0 and HTTP/1.1 are bad_version", "[proxy][
 TEST_CASE("at most 128 fields are accepted", "[proxy][http][smuggling]") {
     auto head_with = [](int n) {
         std::string out = "GET / HTTP/1.1\r\n";
-        for (int i = 0; i < n; ++i) out += "X-F" + std::to_string(i) + ": v\r\n";
+        for (int i = 0; i < n; ++i)
+            out += "X-F" + std::to_string(i) + ": v\r\n";
         return out + "\r\n";
     };
     const std::string ok = head_with(128);
@@ -486,10 +499,9 @@ TEST_CASE("at most 128 fields are accepted", "[proxy][http][smuggling]") {
 // Heads arriving in pieces
 
 TEST_CASE("a head is incomplete until its last byte arrives", "[proxy][http]") {
-    const std::string head = GENERATE(as<std::string>{},
-                                      "GET /a?b=c HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n",
-                                      "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n",
-                                      "GET / HTTP/1.0\r\n\r\n");
+    const std::string head = GENERATE(
+        as<std::string>{}, "GET /a?b=c HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n",
+        "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n", "GET / HTTP/1.0\r\n\r\n");
     CAPTURE(head);
     for (std::size_t k = 0; k < head.size(); ++k) {
         CAPTURE(k);
@@ -543,7 +555,8 @@ TEST_CASE("find_head_end returns 0 while the terminator is partial", "[proxy][ht
 TEST_CASE("a response head parses into status, reason and framing", "[proxy][http]") {
     http::message_head h;
     SECTION("Content-Length") {
-        const std::string head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\n";
+        const std::string head =
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\n";
         REQUIRE(http::parse_response_head(head, h) == parse_status::ok);
         CHECK(h.status == 200);
         CHECK(h.reason == "OK");
@@ -591,17 +604,21 @@ TEST_CASE("the smuggling rules apply to responses too", "[proxy][http][smuggling
         parse_status expected;
     };
     const auto r = GENERATE(values<row>({
-        {{"Content-Length: 5", "Transfer-Encoding: chunked"}, "HTTP/1.1 200 OK",
+        {{"Content-Length: 5", "Transfer-Encoding: chunked"},
+         "HTTP/1.1 200 OK",
          parse_status::conflicting_framing},
-        {{"Content-Length: 5", "Content-Length: 6"}, "HTTP/1.1 200 OK",
+        {{"Content-Length: 5", "Content-Length: 6"},
+         "HTTP/1.1 200 OK",
          parse_status::bad_content_length},
         {{"Content-Length: 5, 6"}, "HTTP/1.1 200 OK", parse_status::bad_content_length},
         {{"Content-Length: abc"}, "HTTP/1.1 200 OK", parse_status::bad_content_length},
         {{"Content-Length: -1"}, "HTTP/1.1 200 OK", parse_status::bad_content_length},
         {{"Transfer-Encoding: gzip"}, "HTTP/1.1 200 OK", parse_status::bad_transfer_encoding},
-        {{"Transfer-Encoding: chunked, gzip"}, "HTTP/1.1 200 OK",
+        {{"Transfer-Encoding: chunked, gzip"},
+         "HTTP/1.1 200 OK",
          parse_status::bad_transfer_encoding},
-        {{"Transfer-Encoding: chunked", "Transfer-Encoding: chunked"}, "HTTP/1.1 200 OK",
+        {{"Transfer-Encoding: chunked", "Transfer-Encoding: chunked"},
+         "HTTP/1.1 200 OK",
          parse_status::bad_transfer_encoding},
         {{"Transfer-Encoding: chunked"}, "HTTP/1.0 200 OK", parse_status::bad_transfer_encoding},
         {{"Content-Length : 5"}, "HTTP/1.1 200 OK", parse_status::space_before_colon},
@@ -620,7 +637,8 @@ TEST_CASE("the smuggling rules apply to responses too", "[proxy][http][smuggling
     CHECK(parse_response(head) == r.expected);
 }
 
-TEST_CASE("a response with bare LF or bare CR line endings is refused", "[proxy][http][smuggling]") {
+TEST_CASE("a response with bare LF or bare CR line endings is refused",
+          "[proxy][http][smuggling]") {
     CHECK(parse_response("HTTP/1.1 200 OK\r\nX-A: b\nContent-Length: 1\r\n\r\n") ==
           parse_status::bad_field);
     CHECK(parse_response("HTTP/1.1 200 OK\r\nX-A: b\rContent-Length: 1\r\n\r\n") ==
@@ -630,7 +648,8 @@ TEST_CASE("a response with bare LF or bare CR line endings is refused", "[proxy]
 
 TEST_CASE("a response with 129 fields is refused", "[proxy][http][smuggling]") {
     std::vector<std::string> fields;
-    for (int i = 0; i < 129; ++i) fields.push_back("X-F" + std::to_string(i) + ": v");
+    for (int i = 0; i < 129; ++i)
+        fields.push_back("X-F" + std::to_string(i) + ": v");
     CHECK(parse_response(response_with(fields)) == parse_status::too_many_fields);
     fields.pop_back();
     CHECK(parse_response(response_with(fields)) == parse_status::ok);
@@ -689,7 +708,8 @@ scan_outcome scan_in_pieces(const std::string& body, const std::vector<std::size
     std::vector<std::size_t> ends = cuts;
     ends.push_back(body.size());
     for (const std::size_t end : ends) {
-        if (end < start) continue;
+        if (end < start)
+            continue;
         std::vector<std::string_view> pieces;
         const auto r = s.feed(std::string_view(body).substr(start, end - start), &pieces);
         out.payload += joined(pieces);
@@ -711,7 +731,8 @@ scan_outcome scan_in_pieces(const std::string& body, const std::vector<std::size
 
 scan_outcome scan_byte_by_byte(const std::string& body) {
     std::vector<std::size_t> cuts;
-    for (std::size_t i = 1; i < body.size(); ++i) cuts.push_back(i);
+    for (std::size_t i = 1; i < body.size(); ++i)
+        cuts.push_back(i);
     return scan_in_pieces(body, cuts);
 }
 
@@ -736,12 +757,11 @@ TEST_CASE("a chunked body fed whole is consumed, done, and dechunks to its data"
 
 TEST_CASE("a chunked body fed byte by byte gives the same result as fed whole",
           "[proxy][http][chunked]") {
-    const std::string body = GENERATE(as<std::string>{},
-                                      "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
-                                      "A\r\n0123456789\r\na\r\nabcdefghij\r\n0\r\n\r\n",
-                                      "3;name=value;flag\r\nabc\r\n0;last\r\nX-Sum: 1\r\nY: 2\r\n\r\n",
-                                      "0\r\n\r\n", "1\r\n\r\r\n0\r\n\r\n",
-                                      "000000000000010\r\n0123456789abcdef\r\n0\r\n\r\n");
+    const std::string body =
+        GENERATE(as<std::string>{}, "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+                 "A\r\n0123456789\r\na\r\nabcdefghij\r\n0\r\n\r\n",
+                 "3;name=value;flag\r\nabc\r\n0;last\r\nX-Sum: 1\r\nY: 2\r\n\r\n", "0\r\n\r\n",
+                 "1\r\n\r\r\n0\r\n\r\n", "000000000000010\r\n0123456789abcdef\r\n0\r\n\r\n");
     CAPTURE(body);
     http::chunked_scanner whole_scanner;
     std::vector<std::string_view> whole_pieces;
@@ -791,11 +811,10 @@ TEST_CASE("feed without a payload vector scans the same", "[proxy][http][chunked
 }
 
 TEST_CASE("chunk extensions are accepted and not part of the payload", "[proxy][http][chunked]") {
-    const std::string body = GENERATE(as<std::string>{}, "5;a=b\r\nhello\r\n0\r\n\r\n",
-                                      "5;a\r\nhello\r\n0\r\n\r\n",
-                                      "5;a=\"quoted value\";b=2\r\nhello\r\n0\r\n\r\n",
-                                      "5 ;a=b\r\nhello\r\n0\r\n\r\n",
-                                      "5\t;a=b\r\nhello\r\n0;end=1\r\n\r\n");
+    const std::string body =
+        GENERATE(as<std::string>{}, "5;a=b\r\nhello\r\n0\r\n\r\n", "5;a\r\nhello\r\n0\r\n\r\n",
+                 "5;a=\"quoted value\";b=2\r\nhello\r\n0\r\n\r\n", "5 ;a=b\r\nhello\r\n0\r\n\r\n",
+                 "5\t;a=b\r\nhello\r\n0;end=1\r\n\r\n");
     CAPTURE(body);
     http::chunked_scanner s;
     std::vector<std::string_view> pieces;
@@ -819,12 +838,11 @@ TEST_CASE("trailers are consumed and not part of the payload", "[proxy][http][ch
 }
 
 TEST_CASE("invalid chunk sizes are errors", "[proxy][http][chunked]") {
-    const std::string body = GENERATE(as<std::string>{}, "g\r\nhello\r\n0\r\n\r\n",
-                                      "-5\r\nhello\r\n0\r\n\r\n", "+5\r\nhello\r\n0\r\n\r\n",
-                                      "0x5\r\nhello\r\n0\r\n\r\n", "\r\nhello\r\n0\r\n\r\n",
-                                      " 5\r\nhello\r\n0\r\n\r\n", ";a\r\nhello\r\n0\r\n\r\n",
-                                      "5z\r\nhello\r\n0\r\n\r\n", "5\nhello\r\n0\r\n\r\n",
-                                      "5\rhello\r\n0\r\n\r\n");
+    const std::string body =
+        GENERATE(as<std::string>{}, "g\r\nhello\r\n0\r\n\r\n", "-5\r\nhello\r\n0\r\n\r\n",
+                 "+5\r\nhello\r\n0\r\n\r\n", "0x5\r\nhello\r\n0\r\n\r\n", "\r\nhello\r\n0\r\n\r\n",
+                 " 5\r\nhello\r\n0\r\n\r\n", ";a\r\nhello\r\n0\r\n\r\n", "5z\r\nhello\r\n0\r\n\r\n",
+                 "5\nhello\r\n0\r\n\r\n", "5\rhello\r\n0\r\n\r\n");
     CAPTURE(body);
     http::chunked_scanner s;
     const auto r = s.feed(body);
@@ -836,8 +854,8 @@ TEST_CASE("invalid chunk sizes are errors", "[proxy][http][chunked]") {
 TEST_CASE("a chunk size followed by whitespace and more digits is an error",
           "[proxy][http][chunked]") {
     // "5 5" is not `chunk-size [ chunk-ext ]`: a reader that takes the last digits sees 0x55.
-    const std::string body = GENERATE(as<std::string>{}, "5 5\r\nhello\r\n0\r\n\r\n",
-                                      "5 x\r\nhello\r\n0\r\n\r\n");
+    const std::string body =
+        GENERATE(as<std::string>{}, "5 5\r\nhello\r\n0\r\n\r\n", "5 x\r\nhello\r\n0\r\n\r\n");
     CAPTURE(body);
     http::chunked_scanner s;
     CHECK(s.feed(body).error);
@@ -864,9 +882,9 @@ TEST_CASE("a 15-digit chunk size is accepted", "[proxy][http][chunked]") {
 }
 
 TEST_CASE("chunk data not followed by CRLF is an error", "[proxy][http][chunked]") {
-    const std::string body = GENERATE(as<std::string>{}, "5\r\nhelloX\r\n0\r\n\r\n",
-                                      "5\r\nhello\n0\r\n\r\n", "5\r\nhello\r0\r\n\r\n",
-                                      "3\r\nhello\r\n0\r\n\r\n", "5\r\nhello\r\r\n0\r\n\r\n");
+    const std::string body =
+        GENERATE(as<std::string>{}, "5\r\nhelloX\r\n0\r\n\r\n", "5\r\nhello\n0\r\n\r\n",
+                 "5\r\nhello\r0\r\n\r\n", "3\r\nhello\r\n0\r\n\r\n", "5\r\nhello\r\r\n0\r\n\r\n");
     CAPTURE(body);
     http::chunked_scanner s;
     const auto r = s.feed(body);
@@ -877,11 +895,10 @@ TEST_CASE("chunk data not followed by CRLF is an error", "[proxy][http][chunked]
 
 TEST_CASE("line breaks and controls hidden in extensions or trailers are errors",
           "[proxy][http][chunked]") {
-    const std::string body = GENERATE(as<std::string>{}, "5;a\nb\r\nhello\r\n0\r\n\r\n",
-                                      "5;a\x01\r\nhello\r\n0\r\n\r\n",
-                                      "0\r\nX-T: a\nb\r\n\r\n", "0\r\nX-T: a\rb\r\n\r\n",
-                                      "0\r\n folded: x\r\n\r\n", "0\r\nX-T: v\r\n\n",
-                                      "0\r\n\n");
+    const std::string body =
+        GENERATE(as<std::string>{}, "5;a\nb\r\nhello\r\n0\r\n\r\n", "5;a\x01\r\nhello\r\n0\r\n\r\n",
+                 "0\r\nX-T: a\nb\r\n\r\n", "0\r\nX-T: a\rb\r\n\r\n", "0\r\n folded: x\r\n\r\n",
+                 "0\r\nX-T: v\r\n\n", "0\r\n\n");
     CAPTURE(body);
     http::chunked_scanner s;
     CHECK(s.feed(body).error);

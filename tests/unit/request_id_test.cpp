@@ -24,12 +24,14 @@ const std::regex uuid_v4("^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3
 
 } // namespace
 
-TEST_CASE("valid_request_id accepts 1 to 200 characters of the allowed set", "[proxy][request_id]") {
+TEST_CASE("valid_request_id accepts 1 to 200 characters of the allowed set",
+          "[proxy][request_id]") {
     CHECK(proxy::valid_request_id("a"));
     CHECK(proxy::valid_request_id("Z"));
     CHECK(proxy::valid_request_id("0"));
     CHECK(proxy::valid_request_id("3f2504e0-4f89-41d3-9a0c-0305e82c3301"));
-    CHECK(proxy::valid_request_id("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:@+=-"));
+    CHECK(proxy::valid_request_id(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:@+=-"));
     CHECK(proxy::valid_request_id("trace@host:1234+span=7.x_y-z"));
     for (const char c : std::string("._:@+=-")) {
         CAPTURE(c);
@@ -46,10 +48,10 @@ TEST_CASE("valid_request_id rejects empty and over-long IDs", "[proxy][request_i
 }
 
 TEST_CASE("valid_request_id rejects characters outside the set", "[proxy][request_id]") {
-    const std::string id = GENERATE(as<std::string>{}, "a b", "a/b", "/", "a\tb", "a,b", "a;b",
-                                    "a\"b", "a'b", "a\\b", "a#b", "a%20b", "a?b", "a&b", "a*b",
-                                    "a!b", "a~b", "a(b)", "<a>", "a\r\nX-Evil: 1", "caf\xc3\xa9",
-                                    "\xe2\x9c\x93", "a\x7f", " a", "a ");
+    const std::string id =
+        GENERATE(as<std::string>{}, "a b", "a/b", "/", "a\tb", "a,b", "a;b", "a\"b", "a'b", "a\\b",
+                 "a#b", "a%20b", "a?b", "a&b", "a*b", "a!b", "a~b", "a(b)", "<a>", "a\r\nX-Evil: 1",
+                 "caf\xc3\xa9", "\xe2\x9c\x93", "a\x7f", " a", "a ");
     CAPTURE(id);
     CHECK_FALSE(proxy::valid_request_id(id));
 }
@@ -90,7 +92,8 @@ TEST_CASE("the variable bits of generated IDs all vary", "[proxy][request_id]") 
     std::vector<std::unordered_set<char>> seen(36);
     for (int i = 0; i < 2000; ++i) {
         const auto id = next_id(g);
-        for (std::size_t k = 0; k < id.size(); ++k) seen[k].insert(id[k]);
+        for (std::size_t k = 0; k < id.size(); ++k)
+            seen[k].insert(id[k]);
     }
     for (std::size_t k = 0; k < 36; ++k) {
         CAPTURE(k);
@@ -110,8 +113,10 @@ TEST_CASE("generators with different seeds differ", "[proxy][request_id]") {
     proxy::request_id_generator a(1);
     proxy::request_id_generator b(2);
     std::unordered_set<std::string> from_a;
-    for (int i = 0; i < 100; ++i) from_a.insert(next_id(a));
-    for (int i = 0; i < 100; ++i) CHECK(from_a.count(next_id(b)) == 0);
+    for (int i = 0; i < 100; ++i)
+        from_a.insert(next_id(a));
+    for (int i = 0; i < 100; ++i)
+        CHECK(from_a.count(next_id(b)) == 0);
 }
 
 TEST_CASE("generators with the same seed give the same sequence", "[proxy][request_id]") {

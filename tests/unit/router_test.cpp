@@ -29,7 +29,8 @@ struct route_table {
     std::vector<proxy::compiled_route> compiled;
 
     route_table& add(std::string host, std::string path_prefix, std::string upstream) {
-        routes.push_back(upstream_route(std::move(host), std::move(path_prefix), std::move(upstream)));
+        routes.push_back(
+            upstream_route(std::move(host), std::move(path_prefix), std::move(upstream)));
         compiled.push_back(proxy::compile_route(routes.back()));
         return *this;
     }
@@ -37,7 +38,8 @@ struct route_table {
     // The upstream name of the matching route, or "" when none matches.
     std::string match(std::string_view host, std::string_view path) const {
         const auto* r = proxy::match_route(compiled, host, path);
-        if (r == nullptr) return "";
+        if (r == nullptr)
+            return "";
         REQUIRE(r->route != nullptr);
         return std::get<std::string>(r->route->action);
     }

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# bench/check-generator.sh: is sluice-bench load a fair load generator? Runs
+# wrk and `sluice-bench load` with the same shape (connections, one thread,
+# same CPU) against the same target, alternating over rounds, and reports
+# requests/s of each and their ratio. Issue 3 wants sluice-bench within 15 %
+# of wrk; the exit code says whether the median ratio is at least 0.85.
+#
+# The target is a `sluice-bench origin` started here on TARGET_CPU (or any
+# URL given with --url); both generators run on CLIENT_CPU.
+#
+# Timed runs must not overlap builds on a shared machine; hold the build lock:
+#   flock /tmp/sluice-build.lock bench/check-generator.sh
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+usage: bench/check-generator.sh [--url URL] [--connections N] [--duration D] [--repeats N]
+
+  --url URL          target (default: a sluice-bench origin started here, /small)
+  --connections N    connections for both generators (default 50)
+  --duration D       seconds per run (default 10)
+  --repeats N        rounds, each running wrk then sluice-bench, order alternating (default 3)
+
+Environment: SLUICE_BENCH (build/release/bench/sluice-bench), WRK (wrk),
+TARGET_CPU (0), CLIENT_CPU (1).
+Prints a Markdown table. Exit 0 when the median sluice-bench/wrk ratio of
+requests/s is at least 0.85, 1 when lower, 2 for bad usage or missing tools.
+EOF
+}
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bench_bin=${SLUICE_BENCH:-$repo/build/release/bench/sluice-bench}
+wrk_bin=${WRK:-$(command -v wrk || true)}
+target_cpu=${TARGET_CPU:-0}
+client_cpu=${CLIENT_CPU:-1}
+url=""
+connections=50
+duration=10
+repeats=3
+
+while (($# > 0)); do
+  case "$1" in
+    --url | --connections | --duration | --repeats)
+      (($# >= 2)) || { echo "check-generator: $1 needs a value" >&2; exit 2; }
+      case "$1" in
+        --url) url=$2 ;;
+        --connections) connections=$2 ;;
+        --duration) duration=${2%s} ;;
+        --repeats) repeats=$2 ;;
+      esac
+      shift 2
+      ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "check-generator: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+  esac
+done
+[[ $connections =~ ^[1-9][0-9]{0,4}$ ]] || { echo "check-generator: --connections: 1..99999" >&2; exit 2; }
+[[ $duration =~ ^[1-9][0-9]{0,3}$ ]] || { echo "check-generator: --duration: whole seconds, 1..9999" >&2; exit 2; }
+[[ $repeats =~ ^[1-9][0-9]?$ ]] || { echo "check-generator: --repeats: 1..99" >&2; exit 2; }
+for tool in "$bench_bin" "$wrk_bin" "$(command -v taskset || true)" "$(command -v python3 || true)"; do
+  [[ -n $tool && -x $tool ]] || { echo "check-generator: missing ${tool:-a tool} (wrk, taskset, python3, sluice-bench)" >&2; exit 2; }
+done
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/sluice-checkgen.XXXXXX")
+origin_pid=""
+# shellcheck disable=SC2317 # run by the EXIT trap
+cleanup() {
+  if [[ -n $origin_pid ]]; then
+    kill -TERM "$origin_pid" 2>/dev/null || true
+    wait "$origin_pid" 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'echo "check-generator: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
+
+if [[ -z $url ]]; then
+  taskset -c "$target_cpu" "$bench_bin" origin --listen 127.0.0.1:0 >"$tmp/origin.out" 2>"$tmp/origin.err" </dev/null &
+  origin_pid=$!
+  port=""
+  for ((i = 0; i < 200; i++)); do
+    port=$(sed -n 's/.*"address":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$tmp/origin.out")
+    [[ -n $port ]] && break
+    kill -0 "$origin_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  [[ -n $port ]] || { echo "check-generator: the origin did not start: $(cat "$tmp/origin.err")" >&2; exit 1; }
+  url="http://127.0.0.1:$port/small"
+fi
+
+run_wrk() {
+  timeout --kill-after=5 $((duration + 30)) taskset -c "$client_cpu" \
+    "$wrk_bin" -t1 -c"$connections" -d"${duration}s" "$url" >"$tmp/wrk.out" 2>&1
+  awk '/^Requests\/sec:/ { print $2 }' "$tmp/wrk.out"
+}
+
+run_bench() {
+  timeout --kill-after=5 $((duration + 30)) taskset -c "$client_cpu" \
+    "$bench_bin" load "$url" --threads 1 --connections "$connections" --duration "${duration}s" \
+    --json "$tmp/bench.json" >"$tmp/bench.out" 2>&1
+  python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["requests_per_s"])' "$tmp/bench.json"
+}
+
+# Short warm-up of the target with each tool, untimed.
+saved=$duration
+duration=1
+run_wrk >/dev/null
+run_bench >/dev/null
+duration=$saved
+
+wrk_rates=()
+bench_rates=()
+for ((round = 1; round <= repeats; round++)); do
+  # Alternate which tool goes first, so drift does not favour one.
+  if ((round % 2)); then
+    wrk_rates+=("$(run_wrk)")
+    bench_rates+=("$(run_bench)")
+  else
+    bench_rates+=("$(run_bench)")
+    wrk_rates+=("$(run_wrk)")
+  fi
+  echo "check-generator: round $round: wrk ${wrk_rates[-1]} req/s, sluice-bench ${bench_rates[-1]} req/s" >&2
+done
+
+status=0
+python3 - "$url" "$connections" "$duration" "$client_cpu" "$target_cpu" \
+  "${wrk_rates[*]}" "${bench_rates[*]}" <<'EOF' || status=$?
+import statistics, sys
+url, conns, dur, ccpu, tcpu = sys.argv[1:6]
+wrk = [float(x) for x in sys.argv[6].split()]
+bench = [float(x) for x in sys.argv[7].split()]
+ratios = [b / w for w, b in zip(wrk, bench)]
+med = statistics.median(ratios)
+print(f"Target `{url}` on CPU {tcpu}; both generators on CPU {ccpu}, 1 thread, {conns} connections, "
+      f"{dur}s per run, {len(wrk)} rounds (order alternating).")
+print()
+print("| round | wrk req/s | sluice-bench req/s | sluice-bench ÷ wrk |")
+print("| ---: | ---: | ---: | ---: |")
+for i, (w, b, r) in enumerate(zip(wrk, bench, ratios), 1):
+    print(f"| {i} | {w:,.0f} | {b:,.0f} | {r:.3f} |")
+print(f"| median | {statistics.median(wrk):,.0f} | {statistics.median(bench):,.0f} | {med:.3f} |")
+print()
+# The generator must not be the bottleneck: more than 15 % slower than wrk
+# fails; faster is reported as it is.
+if med < 0.85:
+    print(f"sluice-bench is more than 15 % slower than wrk (median ratio {med:.3f}).")
+elif med <= 1.15:
+    print(f"sluice-bench is within 15 % of wrk (median ratio {med:.3f}).")
+else:
+    print(f"sluice-bench is more than 15 % faster than wrk (median ratio {med:.3f}).")
+sys.exit(1 if med < 0.85 else 0)
+EOF
+exit "$status"
