@@ -90,17 +90,32 @@ if [[ -z $url ]]; then
   url="http://127.0.0.1:$port/small"
 fi
 
+# Runs a command and writes the CPU seconds (user + system) it used to FILE.
+# usage: with_cpu FILE COMMAND...
+with_cpu() {
+  python3 -c '
+import resource, subprocess, sys
+rc = subprocess.call(sys.argv[2:])
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{r.ru_utime + r.ru_stime}\n")
+sys.exit(rc)' "$@"
+}
+
+# Each prints "REQUESTS_PER_S REQUESTS CPU_SECONDS" for one run.
 run_wrk() {
-  timeout --kill-after=5 $((duration + 30)) taskset -c "$client_cpu" \
+  with_cpu "$tmp/cpu" timeout --kill-after=5 $((duration + 30)) taskset -c "$client_cpu" \
     "$wrk_bin" -t1 -c"$connections" -d"${duration}s" "$url" >"$tmp/wrk.out" 2>&1
-  awk '/^Requests\/sec:/ { print $2 }' "$tmp/wrk.out"
+  echo "$(awk '/^Requests\/sec:/ { print $2 }' "$tmp/wrk.out")" \
+    "$(awk '/requests in/ { print $1 }' "$tmp/wrk.out")" "$(cat "$tmp/cpu")"
 }
 
 run_bench() {
-  timeout --kill-after=5 $((duration + 30)) taskset -c "$client_cpu" \
+  with_cpu "$tmp/cpu" timeout --kill-after=5 $((duration + 30)) taskset -c "$client_cpu" \
     "$bench_bin" load "$url" --threads 1 --connections "$connections" --duration "${duration}s" \
     --json "$tmp/bench.json" >"$tmp/bench.out" 2>&1
-  python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["requests_per_s"])' "$tmp/bench.json"
+  echo "$(python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["requests_per_s"], d["requests"])' \
+    "$tmp/bench.json")" "$(cat "$tmp/cpu")"
 }
 
 # Short warm-up of the target with each tool, untimed.
@@ -110,37 +125,43 @@ run_wrk >/dev/null
 run_bench >/dev/null
 duration=$saved
 
-wrk_rates=()
-bench_rates=()
+wrk_runs=()
+bench_runs=()
 for ((round = 1; round <= repeats; round++)); do
   # Alternate which tool goes first, so drift does not favour one.
   if ((round % 2)); then
-    wrk_rates+=("$(run_wrk)")
-    bench_rates+=("$(run_bench)")
+    wrk_runs+=("$(run_wrk)")
+    bench_runs+=("$(run_bench)")
   else
-    bench_rates+=("$(run_bench)")
-    wrk_rates+=("$(run_wrk)")
+    bench_runs+=("$(run_bench)")
+    wrk_runs+=("$(run_wrk)")
   fi
-  echo "check-generator: round $round: wrk ${wrk_rates[-1]} req/s, sluice-bench ${bench_rates[-1]} req/s" >&2
+  echo "check-generator: round $round: wrk ${wrk_runs[-1]%% *} req/s, sluice-bench ${bench_runs[-1]%% *} req/s" >&2
 done
 
 status=0
-python3 - "$url" "$connections" "$duration" "$client_cpu" "$target_cpu" \
-  "${wrk_rates[*]}" "${bench_rates[*]}" <<'EOF' || status=$?
+(IFS=,; python3 - "$url" "$connections" "$duration" "$client_cpu" "$target_cpu" \
+  "${wrk_runs[*]}" "${bench_runs[*]}") <<'EOF' || status=$?
 import statistics, sys
 url, conns, dur, ccpu, tcpu = sys.argv[1:6]
-wrk = [float(x) for x in sys.argv[6].split()]
-bench = [float(x) for x in sys.argv[7].split()]
-ratios = [b / w for w, b in zip(wrk, bench)]
+def runs(arg):
+    return [tuple(float(x) for x in run.split()) for run in arg.split(",")]
+wrk, bench = runs(sys.argv[6]), runs(sys.argv[7])
+ratios = [b[0] / w[0] for w, b in zip(wrk, bench)]
 med = statistics.median(ratios)
+def cpu_us(run):
+    return run[2] * 1e6 / run[1] if run[1] else float("nan")
 print(f"Target `{url}` on CPU {tcpu}; both generators on CPU {ccpu}, 1 thread, {conns} connections, "
-      f"{dur}s per run, {len(wrk)} rounds (order alternating).")
+      f"{dur}s per run, {len(wrk)} rounds (order alternating). \"CPU µs/req\" is the generator's "
+      "own CPU time (user + system) per request.")
 print()
-print("| round | wrk req/s | sluice-bench req/s | sluice-bench ÷ wrk |")
-print("| ---: | ---: | ---: | ---: |")
+print("| round | wrk req/s | sluice-bench req/s | sluice-bench ÷ wrk | wrk CPU µs/req | sluice-bench CPU µs/req |")
+print("| ---: | ---: | ---: | ---: | ---: | ---: |")
 for i, (w, b, r) in enumerate(zip(wrk, bench, ratios), 1):
-    print(f"| {i} | {w:,.0f} | {b:,.0f} | {r:.3f} |")
-print(f"| median | {statistics.median(wrk):,.0f} | {statistics.median(bench):,.0f} | {med:.3f} |")
+    print(f"| {i} | {w[0]:,.0f} | {b[0]:,.0f} | {r:.3f} | {cpu_us(w):.1f} | {cpu_us(b):.1f} |")
+print(f"| median | {statistics.median(x[0] for x in wrk):,.0f} | {statistics.median(x[0] for x in bench):,.0f} "
+      f"| {med:.3f} | {statistics.median(cpu_us(x) for x in wrk):.1f} "
+      f"| {statistics.median(cpu_us(x) for x in bench):.1f} |")
 print()
 # The generator must not be the bottleneck: more than 15 % slower than wrk
 # fails; faster is reported as it is.

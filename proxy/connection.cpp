@@ -510,7 +510,10 @@ net::awaitable<proxy_error> client_session::connect_upstream(const upstream_entr
             co_return proxy_error::none;
         }
         last = ec == beast::error::timeout ? proxy_error::connect_timeout : proxy_error::connect_failed;
-        record_connect_failure(*server, cfg.passive.max_fails, cfg.passive.fail_timeout);
+        record_connect_failure(*server, cfg.passive.max_fails, cfg.passive.fail_timeout, steady_now_ns());
+        if (!server->available(steady_now_ns()))
+            log::warn("server down", {{"upstream", cfg.name}, {"server", server->address},
+                                      {"reason", "passive: " + ec.message()}});
         log::debug("upstream connect failed",
                    {{"upstream", cfg.name}, {"server", server->address}, {"error", ec.message()}});
     }

@@ -3,16 +3,21 @@
 #include "config/load.hpp"
 #include "proxy/access_log.hpp"
 #include "proxy/admin.hpp"
+#include "proxy/health.hpp"
+#include "proxy/resolver.hpp"
 #include "proxy/log.hpp"
 #include "proxy/snapshot.hpp"
 #include "proxy/status.hpp"
 #include "proxy/worker.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <csignal>
+#include <set>
+#include <thread>
 #include <cstdio>
 #include <sys/socket.h>
 
@@ -70,6 +75,30 @@ void fail_start(const config::error& e) {
     std::fprintf(stderr, "%s\n", config::to_string(e).c_str());
 }
 
+constexpr auto dns_timeout = std::chrono::seconds(2);
+
+// The host names (not IP literals) the config's servers use.
+std::set<std::string> server_names(const config::config& cfg) {
+    std::set<std::string> names;
+    for (const auto& u : cfg.upstreams)
+        for (const auto& s : u.servers)
+            if (!is_ip_literal(s.endpoint.host)) names.insert(s.endpoint.host);
+    return names;
+}
+
+// How often names are re-resolved: the shortest non-zero resolve_interval
+// of the upstreams that use names (zero: never).
+std::chrono::milliseconds resolve_every(const config::config& cfg) {
+    std::chrono::milliseconds every{0};
+    for (const auto& u : cfg.upstreams) {
+        bool named = false;
+        for (const auto& s : u.servers) named = named || !is_ip_literal(s.endpoint.host);
+        if (named && u.resolve_interval.count() > 0 && (every.count() == 0 || u.resolve_interval < every))
+            every = u.resolve_interval;
+    }
+    return every;
+}
+
 bool same_listeners(const config::config& a, const config::config& b) {
     if (a.listeners.size() != b.listeners.size()) return false;
     for (std::size_t i = 0; i < a.listeners.size(); ++i) {
@@ -98,6 +127,14 @@ public:
 
 private:
     void wait_for_signals();
+    // Resolves the names of `cfg` that dns_ does not know yet, blocking.
+    void resolve_missing(const config::config& cfg);
+    // Makes `next` current: every worker gets it, health checks follow it.
+    void install(std::shared_ptr<const snapshot> next);
+    // Re-resolution: every resolve_every(), names are resolved on a thread
+    // of their own; changed answers make a new snapshot (same generation).
+    void arm_resolve_timer();
+    void apply_resolution(std::map<std::string, resolve_result> results);
     void begin_shutdown();
     void poll_drain(std::chrono::steady_clock::time_point deadline);
     status_facts facts() const;
@@ -113,18 +150,19 @@ private:
     bool ready_ = false;
     bool draining_ = false;
     reload_history history_;
+    address_book dns_; // last good answer per name
+    std::unique_ptr<health_prober> prober_;
+    net::steady_timer resolve_timer_{io_};
+    std::thread resolve_thread_;
+    bool resolving_ = false;
 };
 
 int server_impl::run() {
     std::signal(SIGPIPE, SIG_IGN);
     for (const int signo : {SIGINT, SIGTERM, SIGHUP, SIGUSR1}) signals_.add(signo);
     const std::string path = initial_.path;
-    try {
-        current_ = build_snapshot(std::move(initial_), 1, registry_);
-    } catch (const std::exception& e) {
-        log::error("start-up failed", {{"file", path}, {"error", e.what()}});
-        return 1;
-    }
+    resolve_missing(initial_);
+    current_ = build_snapshot(std::move(initial_), 1, registry_, dns_);
     history_.loaded_at = current_->loaded_at;
     const auto& cfg = current_->cfg;
 
@@ -163,6 +201,8 @@ int server_impl::run() {
     admin_ = std::make_unique<admin_server>(io_, std::move(*admin_acceptor), *this);
 
     for (auto& w : workers_) w->start();
+    prober_ = std::make_unique<health_prober>(io_, current_);
+    arm_resolve_timer();
     admin_->start();
     wait_for_signals();
     ready_ = true;
@@ -174,6 +214,8 @@ int server_impl::run() {
 
     io_.run();
 
+    prober_.reset();
+    if (resolve_thread_.joinable()) resolve_thread_.join();
     workers_.clear(); // joins each worker and frees what it still held
     log::info("stopped");
     return 0;
@@ -227,6 +269,8 @@ void server_impl::poll_drain(std::chrono::steady_clock::time_point deadline) {
             for (auto& w : workers_) w->close_all();
         }
         drain_timer_.cancel();
+        resolve_timer_.cancel();
+        if (prober_) prober_.reset();
         signals_.cancel();
         if (admin_) admin_->stop();
         io_.stop();
@@ -260,20 +304,88 @@ reload_result server_impl::reload(const char* trigger) {
         return fail(cfg.path + ": listeners: adding, removing or rebinding listeners needs a restart");
     // Balancer state is per worker: size it for the workers that run.
     cfg.workers = static_cast<int>(workers_.size());
-    std::shared_ptr<const snapshot> next;
-    try {
-        next = build_snapshot(std::move(cfg), current_->generation + 1, registry_);
-    } catch (const std::exception& e) {
-        return fail(current_->cfg.path + ": " + e.what());
-    }
-    current_ = next;
-    for (auto& w : workers_) w->publish(next);
-    registry_.prune();
+    resolve_missing(cfg);
+    auto next = build_snapshot(std::move(cfg), current_->generation + 1, registry_, dns_);
+    install(next);
+    arm_resolve_timer();
     history_.record_success(next->loaded_at);
     result.ok = true;
     result.generation = next->generation;
     log::info("config reloaded", {{"trigger", trigger}, log::num("generation", static_cast<long long>(next->generation))});
     return result;
+}
+
+void server_impl::resolve_missing(const config::config& cfg) {
+    for (const auto& name : server_names(cfg)) {
+        if (dns_.count(name) != 0) continue;
+        const auto r = resolve_host(name, cfg.resolver, dns_timeout);
+        if (r.ok) {
+            dns_[name] = r.addresses;
+            log::info("resolved", {{"name", name}, log::num("addresses", static_cast<long long>(r.addresses.size()))});
+        } else {
+            // Start anyway: the upstream has no server (503) until the name
+            // resolves, which is retried every resolve_interval.
+            log::warn("dns resolution failed", {{"name", name}, {"error", r.error}});
+        }
+    }
+}
+
+void server_impl::install(std::shared_ptr<const snapshot> next) {
+    current_ = next;
+    for (auto& w : workers_) w->publish(next);
+    if (!draining_) prober_ = std::make_unique<health_prober>(io_, next);
+    registry_.prune();
+}
+
+void server_impl::arm_resolve_timer() {
+    const auto every = resolve_every(current_->cfg);
+    resolve_timer_.cancel();
+    if (every.count() == 0 || draining_) return;
+    resolve_timer_.expires_after(every);
+    resolve_timer_.async_wait([this](boost::system::error_code ec) {
+        if (ec || draining_) return;
+        if (resolving_) {
+            arm_resolve_timer();
+            return;
+        }
+        if (resolve_thread_.joinable()) resolve_thread_.join(); // finished: resolving_ is false
+        resolving_ = true;
+        // Lifetime: the thread is joined before the server goes away.
+        resolve_thread_ = std::thread([this, names = server_names(current_->cfg),
+                                       resolver = current_->cfg.resolver] {
+            std::map<std::string, resolve_result> results;
+            for (const auto& name : names) results[name] = resolve_host(name, resolver, dns_timeout);
+            net::post(io_, [this, results = std::move(results)]() mutable {
+                resolving_ = false;
+                apply_resolution(std::move(results));
+            });
+        });
+        arm_resolve_timer();
+    });
+}
+
+void server_impl::apply_resolution(std::map<std::string, resolve_result> results) {
+    if (draining_) return;
+    bool changed = false;
+    for (auto& [name, r] : results) {
+        if (!r.ok) {
+            // SERVFAIL, NXDOMAIN, timeout, empty: keep the last good set.
+            log::debug("dns resolution failed", {{"name", name}, {"error", r.error}});
+            continue;
+        }
+        auto& known = dns_[name];
+        if (known == r.addresses) continue;
+        log::info("dns answer changed", {{"name", name},
+                                         log::num("before", static_cast<long long>(known.size())),
+                                         log::num("after", static_cast<long long>(r.addresses.size()))});
+        known = std::move(r.addresses);
+        changed = true;
+    }
+    if (!changed) return;
+    // Same configuration, new addresses: servers that stay keep their state,
+    // new ones join, gone ones get no new requests.
+    auto cfg = current_->cfg;
+    install(build_snapshot(std::move(cfg), current_->generation, registry_, dns_));
 }
 
 status_facts server_impl::facts() const {

@@ -2,13 +2,13 @@
 
 namespace sluice::proxy {
 
-void record_connect_failure(server_state& s, int max_fails, std::chrono::milliseconds fail_timeout) {
+void record_connect_failure(server_state& s, int max_fails, std::chrono::milliseconds fail_timeout,
+                            std::int64_t now_ns) {
     const int fails = s.consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1;
     if (max_fails > 0 && fails >= max_fails) {
         s.consecutive_failures.store(0, std::memory_order_relaxed);
         const auto until =
-            steady_now_ns() +
-            std::chrono::duration_cast<std::chrono::nanoseconds>(fail_timeout).count();
+            now_ns + std::chrono::duration_cast<std::chrono::nanoseconds>(fail_timeout).count();
         s.down_until_ns.store(until, std::memory_order_relaxed);
     }
 }

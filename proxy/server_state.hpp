@@ -14,6 +14,22 @@
 
 namespace sluice::proxy {
 
+// Consecutive active-check results (see health.hpp: record_check).
+struct health_counters {
+    bool healthy = true; // new servers start healthy (SPEC 5)
+    int successes = 0;   // consecutive, while unhealthy
+    int failures = 0;    // consecutive, while healthy
+};
+
+// The last active check, for /status.
+struct check_result {
+    bool done = false; // a check has completed
+    bool ok = false;
+    int status = 0;    // HTTP status, 0 when none arrived
+    std::string error; // why it failed, when it did
+    std::chrono::system_clock::time_point at;
+};
+
 struct server_state {
     // --- identity: set at creation, read by everyone ---
     std::string upstream;
@@ -27,6 +43,10 @@ struct server_state {
 
     // --- control thread (active health checks): release stores ---
     alignas(64) std::atomic<bool> healthy{true};
+
+    // --- control thread only: the health prober writes, the admin reads ---
+    health_counters health;
+    check_result last_check;
 
     // --- workers, on connect failures and successes (passive checks) ---
     alignas(64) std::atomic<int> consecutive_failures{0};
@@ -46,9 +66,11 @@ inline std::int64_t steady_now_ns() {
         .count();
 }
 
-// Records one connect failure or timeout; after `max_fails` in a row the
-// server is taken out for `fail_timeout`. Called by workers.
-void record_connect_failure(server_state& s, int max_fails, std::chrono::milliseconds fail_timeout);
+// Records one connect failure or timeout at `now_ns` (steady clock); after
+// `max_fails` in a row the server is out until now + `fail_timeout`, then
+// tried again. Called by workers.
+void record_connect_failure(server_state& s, int max_fails, std::chrono::milliseconds fail_timeout,
+                            std::int64_t now_ns);
 void record_connect_success(server_state& s);
 
 // Owned by the control thread; snapshots hold shared_ptrs to its entries.

@@ -1,48 +1,13 @@
 #include "proxy/snapshot.hpp"
 
-#include <arpa/inet.h>
-#include <netdb.h>
-#include <stdexcept>
-#include <sys/socket.h>
+#include "proxy/resolver.hpp"
 
 namespace sluice::proxy {
 namespace {
 
-struct resolved_address {
-    std::string ip;
-    std::string address; // "ip:port" or "[v6]:port"
-};
-
 std::string join_host_port(const std::string& ip, std::uint16_t port) {
     if (ip.find(':') != std::string::npos) return "[" + ip + "]:" + std::to_string(port);
     return ip + ":" + std::to_string(port);
-}
-
-// Resolves a server's host (an IP literal or a DNS name) to its addresses,
-// in the resolver's order, without duplicates.
-std::vector<resolved_address> resolve(const config::host_port& hp) {
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* list = nullptr;
-    const int rc = ::getaddrinfo(hp.host.c_str(), nullptr, &hints, &list);
-    if (rc != 0) throw std::runtime_error("cannot resolve \"" + hp.host + "\": " + gai_strerror(rc));
-    std::vector<resolved_address> out;
-    for (auto* ai = list; ai != nullptr; ai = ai->ai_next) {
-        char text[INET6_ADDRSTRLEN] = {};
-        if (ai->ai_family == AF_INET)
-            ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(ai->ai_addr)->sin_addr, text, sizeof text);
-        else if (ai->ai_family == AF_INET6)
-            ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(ai->ai_addr)->sin6_addr, text, sizeof text);
-        else
-            continue;
-        resolved_address r{text, join_host_port(text, hp.port)};
-        bool seen = false;
-        for (const auto& o : out) seen = seen || o.address == r.address;
-        if (!seen) out.push_back(std::move(r));
-    }
-    ::freeaddrinfo(list);
-    return out;
 }
 
 } // namespace
@@ -54,7 +19,7 @@ const upstream_entry* snapshot::find_upstream(std::string_view name) const {
 }
 
 std::shared_ptr<const snapshot> build_snapshot(config::config cfg, std::uint64_t generation,
-                                               server_registry& registry) {
+                                               server_registry& registry, const address_book& dns) {
     auto snap = std::make_shared<snapshot>();
     snap->cfg = std::move(cfg);
     snap->generation = generation;
@@ -68,8 +33,22 @@ std::shared_ptr<const snapshot> build_snapshot(config::config cfg, std::uint64_t
         e.connect_timeout = u.timeouts.connect.value_or(snap->cfg.timeouts.upstream_connect);
         e.response_timeout = u.timeouts.response.value_or(snap->cfg.timeouts.upstream_response);
         for (const auto& s : u.servers) {
-            for (const auto& r : resolve(s.endpoint)) {
-                e.servers.push_back(registry.get(u.name, r.address, s.address, r.ip, s.endpoint.port));
+            std::vector<std::string> ips;
+            if (is_ip_literal(s.endpoint.host)) ips.push_back(s.endpoint.host);
+            else if (const auto it = dns.find(s.endpoint.host); it != dns.end()) ips = it->second;
+            for (const auto& ip : ips) {
+                const auto address = join_host_port(ip, s.endpoint.port);
+                bool duplicate = false;
+                for (const auto& existing : e.servers) duplicate = duplicate || existing->address == address;
+                if (duplicate) continue; // two names for one address: one server
+                auto state = registry.get(u.name, address, s.address, ip, s.endpoint.port);
+                if (!u.health) {
+                    // Without active checks a server is healthy (SPEC 2),
+                    // also when a reload removed its checks.
+                    state->health = {};
+                    state->healthy.store(true, std::memory_order_release);
+                }
+                e.servers.push_back(std::move(state));
                 e.weights.push_back(s.weight);
             }
         }

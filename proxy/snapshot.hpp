@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -46,11 +47,14 @@ struct snapshot {
     const upstream_entry* find_upstream(std::string_view name) const;
 };
 
-// Builds a snapshot from a validated config: compiles routes, resolves
-// server names (one server per address; std::runtime_error naming the
-// server when a name does not resolve) and takes each server's shared state
-// from `registry`. Runs on the control thread.
+// Host name -> its addresses (IP literals), as last resolved.
+using address_book = std::map<std::string, std::vector<std::string>>;
+
+// Builds a snapshot from a validated config: compiles routes, expands each
+// server into one server per address (IP literals as they are, names from
+// `dns`; a name not in `dns` gives no server until it resolves) and takes
+// each server's shared state from `registry`. Runs on the control thread.
 std::shared_ptr<const snapshot> build_snapshot(config::config cfg, std::uint64_t generation,
-                                               server_registry& registry);
+                                               server_registry& registry, const address_book& dns);
 
 } // namespace sluice::proxy

@@ -93,6 +93,14 @@ std::string render_status_json(const status_facts& f) {
             so["weight"] = u.weights[i];
             so["healthy"] = s.available(now);
             so["in_flight"] = s.in_flight.load(std::memory_order_relaxed);
+            if (s.last_check.done) {
+                json::object check;
+                check["ok"] = s.last_check.ok;
+                check["at"] = format_utc(s.last_check.at);
+                check["status"] = s.last_check.status;
+                if (!s.last_check.ok) check["error"] = s.last_check.error;
+                so["last_check"] = std::move(check);
+            }
             servers.push_back(std::move(so));
         }
         o["servers"] = std::move(servers);

@@ -1,5 +1,6 @@
 #include "proxy/upstream_pool.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <sys/socket.h>
 
@@ -37,6 +38,17 @@ void upstream_pool::put(std::unique_ptr<upstream_connection> conn) {
     conn->idle_since = std::chrono::steady_clock::now();
     list.push_back(std::move(conn));
     ++count_;
+}
+
+void upstream_pool::retain(const std::vector<const server_state*>& servers) {
+    for (auto it = idle_.begin(); it != idle_.end();) {
+        if (std::find(servers.begin(), servers.end(), it->first) == servers.end()) {
+            count_ -= it->second.size();
+            it = idle_.erase(it);
+        } else {
+            ++it;
+        }
+    }
 }
 
 std::size_t upstream_pool::sweep(std::chrono::steady_clock::duration max_idle) {

@@ -41,6 +41,9 @@ public:
 
     std::size_t idle_count() const { return count_; }
 
+    // Closes the idle connections of every server not in `servers`.
+    void retain(const std::vector<const server_state*>& servers);
+
 private:
     static constexpr std::size_t max_idle_per_server = 256;
     std::unordered_map<const server_state*, std::vector<std::unique_ptr<upstream_connection>>> idle_;

@@ -109,7 +109,15 @@ void worker::arm_pool_sweep() {
 }
 
 void worker::publish(std::shared_ptr<const snapshot> next) {
-    net::post(io_, [this, next = std::move(next)]() mutable { snapshot_ = std::move(next); });
+    net::post(io_, [this, next = std::move(next)]() mutable {
+        snapshot_ = std::move(next);
+        // Idle connections to servers that left close now; one in use
+        // finishes its exchange first.
+        std::vector<const server_state*> keep;
+        for (const auto& u : snapshot_->upstreams)
+            for (const auto& s : u.servers) keep.push_back(s.get());
+        pool_.retain(keep);
+    });
 }
 
 void worker::begin_drain() {
