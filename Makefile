@@ -1,12 +1,12 @@
 # The README's two commands, and a few conveniences.
 #   make demo   build, then run sluice on examples/quickstart.yaml with two demo origins
-#   make test   build (optimised and ASan+UBSan) and run every test
+#   make test   build (optimised, ASan+UBSan, fuzzers) and run every test
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
 DEMO_ORIGINS := 127.0.0.1:9001=origin-a 127.0.0.1:9002=origin-b
 
-.PHONY: deps build asan test test-release test-asan demo clean
+.PHONY: deps build asan fuzz test test-release test-asan test-fuzz demo clean
 
 deps:
 	bash deploy/install-deps.sh
@@ -26,7 +26,15 @@ test-asan: asan
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --preset asan
 
-test: test-release test-asan
+fuzz: deps
+	cmake --preset fuzz
+	cmake --build --preset fuzz
+
+# Each libFuzzer target for its CI budget (tests/fuzz/README.md), about 2.5 minutes.
+test-fuzz: fuzz
+	ctest --preset fuzz
+
+test: test-release test-asan test-fuzz
 
 demo: build
 	@set -e; pids=(); \

@@ -45,6 +45,7 @@ EOF
 }
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PATH="$PATH:/usr/sbin:/sbin" # haproxy and nginx live there; not every user's PATH has it
 report_py="$repo/bench/compare_report.py"
 
 scenarios="1,2,3,4,5,6,7,8"
@@ -320,6 +321,11 @@ n = t.rstrip("kKmMgG")
 print(int(n) << units[t[len(n):]] if n.isdigit() and t[len(n):] in units else "")' "$transfer_size")
 [[ -n $transfer_bytes ]] || die_usage "--transfer-size: expected e.g. 1G, 512M"
 
+# The same paths on both origins (nginx serves files of those sizes).
+small_path="/small"
+large_path="/bytes/65536"
+download_path="/bytes/$transfer_bytes"
+upload_path="/small" # the body is read and discarded
 origin_port=""
 start_origin() {
   if [[ $origin_kind == bench ]]; then
@@ -330,10 +336,6 @@ start_origin() {
       [[ -n $origin_port ]] && break
       sleep 0.05
     done
-    upload_path="/small"
-    download_path="/bytes/$transfer_bytes"
-    small_path="/small"
-    large_path="/bytes/65536"
   else
     origin_port=$(free_port)
     mkdir -p "$tmp/www/bytes" "$tmp/origin-nginx"
@@ -360,10 +362,6 @@ http {
 }
 EOF
     start origin "$client_cpu" -- "$nginx_bin" -e "$tmp/origin-nginx/error.log" -c "$tmp/origin-nginx.conf"
-    upload_path="/small"
-    download_path="/bytes/$transfer_bytes"
-    small_path="/small"
-    large_path="/bytes/65536"
   fi
   origin_pid=$started_pid
   if [[ -z $origin_port ]] || ! wait_ready "$origin_pid" "http://127.0.0.1:$origin_port$small_path"; then
@@ -374,7 +372,8 @@ EOF
 }
 
 # ---------------------------------------------------------------------------
-# Proxies: write_config_NAME PORT TLS (none|ecdsa|rsa) DIR prints the argv.
+# Proxies: write_NAME PORT TLS (none|ecdsa|rsa) DIR writes NAME's config into
+# DIR and prints the command line that starts it.
 
 write_sluice() {
   local port=$1 tls=$2 dir=$3 tls_block=""

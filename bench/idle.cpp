@@ -140,8 +140,9 @@ std::variant<idle_options, usage_problem> parse_idle_args(std::span<char* const>
 // reference to it and has ended before ioc.run() returns.
 struct idle_run {
     explicit idle_run(const idle_options& options)
-        : options{options}, setup_deadline{ioc}, setup_done{ioc}, hold_timer{ioc},
-          signals{ioc, SIGINT, SIGTERM} {}
+        : options{options}, setup_deadline{ioc}, setup_done{ioc}, hold_timer{ioc}, signals{
+                                                                                       ioc, SIGINT,
+                                                                                       SIGTERM} {}
 
     net::io_context ioc{1};
     const idle_options& options;
@@ -180,9 +181,8 @@ struct idle_run {
 // error kind on failure, nullopt when a complete response arrived (its
 // status and keep-alive are recorded in `r`; `kept_alive` says whether the
 // connection may be held).
-net::awaitable<std::optional<error_kind>> set_up(idle_run& r, tcp::socket& sock,
-                                                 std::array<char, 16 * 1024>& buffer,
-                                                 bool& kept_alive) {
+net::awaitable<std::optional<error_kind>>
+set_up(idle_run& r, tcp::socket& sock, std::array<char, 16 * 1024>& buffer, bool& kept_alive) {
     auto [connect_ec, ep] = co_await net::async_connect(sock, r.endpoints, use_tuple);
     if (connect_ec) {
         co_return error_kind::connect;

@@ -16,6 +16,10 @@ packages=(
   haproxy nginx caddy wrk
   # tests: a real WSGI backend for request_buffering (tests/integration/test_request_buffering.py)
   gunicorn
+  # tests: promtool, which checks the /metrics output (tests/integration/test_metrics.py)
+  prometheus
+  # fuzzing: libFuzzer targets of tests/fuzz (clang-14 and its fuzzer/sanitizer runtimes)
+  clang-14 libclang-rt-14-dev
 )
 
 missing=()

@@ -8,10 +8,12 @@
 #include "proxy/log.hpp"
 #include "proxy/relay.hpp"
 #include "proxy/worker.hpp"
+#include "tls/server_contexts.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/asio/write.hpp>
 
 #include <array>
@@ -51,6 +53,12 @@ std::pair<std::array<std::uint8_t, 16>, bool> address_bytes(const net::ip::addre
     const auto v6 = a.to_v6().to_bytes();
     std::copy(v6.begin(), v6.end(), out.begin());
     return {out, true};
+}
+
+// The TCP socket under a tunnel end.
+tcp::socket& socket_of(tcp::socket& s) { return s; }
+tcp::socket& socket_of(beast::ssl_stream<beast::tcp_stream>& s) {
+    return beast::get_lowest_layer(s).socket();
 }
 
 // Decrements a server's in-flight count when the exchange using it ends.
@@ -99,12 +107,21 @@ struct body_sender {
     bool stop = false; // set by the exchange: send no more
 };
 
+// Stream: beast::tcp_stream for plain HTTP, beast::ssl_stream<tcp_stream>
+// for HTTPS listeners.
+template <typename Stream>
 class client_session final : public session_base {
 public:
-    client_session(worker& w, tcp::socket socket, std::size_t listener_index)
-        : worker_(w), stream_(std::move(socket)), listener_index_(listener_index) {
+    static constexpr bool is_tls = !std::is_same_v<Stream, beast::tcp_stream>;
+
+    // `contexts` (HTTPS only) is kept for the connection's life: the SNI
+    // callback refers to it, and a reload may drop the snapshot that held it.
+    client_session(worker& w, Stream stream, std::size_t listener_index,
+                   std::shared_ptr<tls::server_contexts> contexts)
+        : worker_(w), stream_(std::move(stream)), listener_index_(listener_index),
+          contexts_(std::move(contexts)) {
         boost::system::error_code ec;
-        const auto peer = stream_.socket().remote_endpoint(ec);
+        const auto peer = lowest().socket().remote_endpoint(ec);
         if (!ec) {
             client_ip_ = peer.address().is_v6() && peer.address().to_v6().is_v4_mapped()
                              ? net::ip::make_address_v4(net::ip::v4_mapped, peer.address().to_v6()).to_string()
@@ -113,7 +130,7 @@ public:
             for (const auto& cidr : worker_.current()->cfg.forwarded.trusted_proxies)
                 peer_trusted_ = peer_trusted_ || cidr_contains(cidr, bytes, v6);
         }
-        stream_.socket().set_option(tcp::no_delay(true), ec);
+        lowest().socket().set_option(tcp::no_delay(true), ec);
         worker_.attach(this);
     }
 
@@ -121,6 +138,9 @@ public:
 
     // The connection's coroutine; owns the session (lifetime: until it returns).
     static net::awaitable<void> serve(std::unique_ptr<client_session> self) {
+        if constexpr (is_tls) {
+            if (!co_await self->handshake()) co_return;
+        }
         for (;;) {
             const bool keep = co_await self->serve_one();
             if (!keep) break;
@@ -135,6 +155,18 @@ public:
     void close_now() override { close_sockets(); }
 
 private:
+    // The TLS handshake, within client_header. Failures (scanners, old
+    // clients) are logged at debug only: they must not flood the log.
+    net::awaitable<bool> handshake() {
+        lowest().expires_after(worker_.current()->cfg.timeouts.client_header);
+        auto [ec] = co_await stream_.async_handshake(net::ssl::stream_base::server, use_tuple);
+        if (ec) {
+            log::debug("tls handshake failed", {{"client", client_ip_}, {"error", ec.message()}});
+            co_return false;
+        }
+        co_return true;
+    }
+
     // --- one request ---------------------------------------------------------
 
     // Serves one request; returns whether the connection stays open.
@@ -178,6 +210,7 @@ private:
     // Arms client_timer_: after `d` the pending client read is cancelled and
     // client_timed_out_ set. Re-arming replaces the previous deadline.
     void arm_client_timer(std::chrono::milliseconds d) {
+        lowest().expires_never(); // the stream's own timeout would close the socket
         client_timed_out_ = false;
         client_timer_.expires_after(d);
         client_timer_.async_wait([this, round = ++client_timer_round_](boost::system::error_code ec) {
@@ -186,7 +219,7 @@ private:
             if (ec || round != client_timer_round_) return;
             client_timed_out_ = true;
             boost::system::error_code ignored;
-            stream_.socket().cancel(ignored);
+            lowest().socket().cancel(ignored);
         });
     }
     void disarm_client_timer() {
@@ -201,10 +234,10 @@ private:
         executor_type get_executor() { return s->stream_.get_executor(); }
         void expires_after(std::chrono::milliseconds d) { s->arm_client_timer(d); }
         template <typename Buffers, typename Token> auto async_read_some(const Buffers& b, Token&& t) {
-            return s->stream_.socket().async_read_some(b, std::forward<Token>(t));
+            return s->stream_.async_read_some(b, std::forward<Token>(t));
         }
         template <typename Buffers, typename Token> auto async_write_some(const Buffers& b, Token&& t) {
-            return s->stream_.socket().async_write_some(b, std::forward<Token>(t));
+            return s->stream_.async_write_some(b, std::forward<Token>(t));
         }
     };
     // How relaying the request body from the client ended, as the error the
@@ -218,9 +251,16 @@ private:
         return static_cast<std::size_t>(cfg.limits.max_header_bytes) + read_chunk;
     }
 
+    beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+    decltype(auto) tunnel_end() {
+        if constexpr (is_tls) return (stream_);
+        else return (lowest().socket());
+    }
+
     worker& worker_;
-    beast::tcp_stream stream_;
+    Stream stream_;
     const std::size_t listener_index_;
+    std::shared_ptr<tls::server_contexts> contexts_;
     std::string client_ip_;
     bool peer_trusted_ = false;
     bool idle_ = false;      // waiting for the first byte of a request
@@ -254,23 +294,25 @@ private:
     proxy_error error_ = proxy_error::none;
 };
 
-void client_session::close_sockets() {
+template <typename Stream>
+void client_session<Stream>::close_sockets() {
     boost::system::error_code ignored;
-    stream_.socket().close(ignored);
+    lowest().socket().close(ignored);
     if (upstream_) upstream_->stream.socket().close(ignored);
 }
 
-net::awaitable<void> client_session::finish() {
-    if (linger_ && stream_.socket().is_open()) {
+template <typename Stream>
+net::awaitable<void> client_session<Stream>::finish() {
+    if (linger_ && lowest().socket().is_open()) {
         // Half-close, then drain what the client still sends for a moment:
         // closing with unread data would send a reset that can destroy the
         // error response before the client reads it.
         boost::system::error_code ec;
-        stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+        lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
         const auto deadline = steady_clock::now() + linger_time;
         std::size_t drained = 0;
         while (!ec && drained < linger_bytes && steady_clock::now() < deadline) {
-            stream_.expires_at(deadline);
+            lowest().expires_at(deadline);
             in_.consume(in_.size());
             auto [p, room] = in_.prepare(read_chunk, read_chunk);
             auto [rec, n] = co_await stream_.async_read_some(net::buffer(p, room), use_tuple);
@@ -281,7 +323,8 @@ net::awaitable<void> client_session::finish() {
     close_sockets();
 }
 
-net::awaitable<proxy_error> client_session::read_head(const config::config& cfg) {
+template <typename Stream>
+net::awaitable<proxy_error> client_session<Stream>::read_head(const config::config& cfg) {
     const auto limit = static_cast<std::size_t>(cfg.limits.max_header_bytes);
     std::size_t scanned = 0;
     bool timer_armed = false;
@@ -308,7 +351,7 @@ net::awaitable<proxy_error> client_session::read_head(const config::config& cfg)
             arm_client_timer(cfg.timeouts.client_header);
         }
         auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(cfg));
-        auto [ec, n] = co_await stream_.socket().async_read_some(net::buffer(p, room), use_tuple);
+        auto [ec, n] = co_await stream_.async_read_some(net::buffer(p, room), use_tuple);
         if (ec) co_return client_timed_out_ ? proxy_error::header_timeout : proxy_error::client_closed;
         in_.commit(n);
     }
@@ -325,7 +368,8 @@ net::awaitable<proxy_error> client_session::read_head(const config::config& cfg)
     co_return proxy_error::none;
 }
 
-net::awaitable<bool> client_session::send_local(int status, std::string_view body, bool keep_alive,
+template <typename Stream>
+net::awaitable<bool> client_session<Stream>::send_local(int status, std::string_view body, bool keep_alive,
                                                 std::string_view location) {
     keep_alive = keep_alive && !worker_.draining();
     head_out_.clear();
@@ -339,7 +383,7 @@ net::awaitable<bool> client_session::send_local(int status, std::string_view bod
     r.head_request = method_ == "HEAD";
     build_local_response(r, head_out_);
     status_ = status;
-    stream_.expires_after(snap_->cfg.timeouts.client_body);
+    lowest().expires_after(snap_->cfg.timeouts.client_body);
     auto [ec, n] = co_await net::async_write(stream_, net::buffer(head_out_), use_tuple);
     if (ec) {
         error_ = proxy_error::client_closed;
@@ -349,7 +393,8 @@ net::awaitable<bool> client_session::send_local(int status, std::string_view bod
     co_return keep_alive;
 }
 
-net::awaitable<bool> client_session::send_error(proxy_error e, bool keep_alive) {
+template <typename Stream>
+net::awaitable<bool> client_session<Stream>::send_error(proxy_error e, bool keep_alive) {
     error_ = e;
     std::string body;
     body.reserve(96);
@@ -366,13 +411,14 @@ net::awaitable<bool> client_session::send_error(proxy_error e, bool keep_alive) 
     co_return kept;
 }
 
-net::awaitable<bool> client_session::serve_one() {
+template <typename Stream>
+net::awaitable<bool> client_session<Stream>::serve_one() {
     snap_ = worker_.current();
     const auto& cfg = snap_->cfg;
     if (in_.empty()) {
         if (worker_.draining()) co_return false;
         idle_ = true;
-        stream_.expires_after(cfg.timeouts.client_idle);
+        lowest().expires_after(cfg.timeouts.client_idle);
         auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(cfg));
         auto [ec, n] = co_await stream_.async_read_some(net::buffer(p, room), use_tuple);
         idle_ = false;
@@ -463,7 +509,8 @@ net::awaitable<bool> client_session::serve_one() {
     co_return keep;
 }
 
-net::awaitable<proxy_error> client_session::connect_upstream(const upstream_entry& up,
+template <typename Stream>
+net::awaitable<proxy_error> client_session<Stream>::connect_upstream(const upstream_entry& up,
                                                              std::vector<int>& tried,
                                                              in_flight_guard& guard) {
     const auto& cfg = *up.cfg;
@@ -520,7 +567,8 @@ net::awaitable<proxy_error> client_session::connect_upstream(const upstream_entr
     co_return last;
 }
 
-net::awaitable<proxy_error> client_session::read_response_head(upstream_connection& conn,
+template <typename Stream>
+net::awaitable<proxy_error> client_session<Stream>::read_response_head(upstream_connection& conn,
                                                                std::chrono::milliseconds timeout,
                                                                bool& any_byte) {
     conn.stream.expires_after(timeout);
@@ -543,7 +591,8 @@ net::awaitable<proxy_error> client_session::read_response_head(upstream_connecti
     co_return proxy_error::none;
 }
 
-net::awaitable<bool> client_session::forward(const upstream_entry& up) {
+template <typename Stream>
+net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
     const auto& cfg = snap_->cfg;
     upstream_name_ = up.cfg->name;
     const bool client_keep_alive = req_.keep_alive();
@@ -586,7 +635,7 @@ net::awaitable<bool> client_session::forward(const upstream_entry& up) {
         forward_facts facts;
         facts.client_ip = client_ip_;
         facts.peer_trusted = peer_trusted_;
-        facts.tls = false;
+        facts.tls = is_tls;
         facts.request_id_header = cfg.request_id.header;
         facts.request_id = request_id_;
         facts.path = target_path(req_.target) == req_.target || req_.target.front() == '/'
@@ -712,7 +761,7 @@ net::awaitable<bool> client_session::forward(const upstream_entry& up) {
         head_out_.clear();
         build_client_response(resp_, facts, head_out_);
         conn.buffer.consume(resp_.head_size);
-        stream_.expires_after(cfg.timeouts.client_body);
+        lowest().expires_after(cfg.timeouts.client_body);
         auto [ec, n] = co_await net::async_write(stream_, net::buffer(head_out_), use_tuple);
         if (ec) {
             upstream_.reset();
@@ -784,7 +833,8 @@ net::awaitable<bool> client_session::forward(const upstream_entry& up) {
     co_return keep_alive;
 }
 
-net::awaitable<proxy_error> client_session::read_final_response_head(
+template <typename Stream>
+net::awaitable<proxy_error> client_session<Stream>::read_final_response_head(
     upstream_connection& conn, std::chrono::milliseconds timeout, bool& any_byte) {
     auto failure = co_await read_response_head(conn, timeout, any_byte);
     while (failure == proxy_error::none && resp_.status < 200 && resp_.status != 101) {
@@ -794,18 +844,20 @@ net::awaitable<proxy_error> client_session::read_final_response_head(
     co_return failure;
 }
 
-net::awaitable<void> client_session::stop_sender(body_sender& sender) {
+template <typename Stream>
+net::awaitable<void> client_session<Stream>::stop_sender(body_sender& sender) {
     if (sender.finished) co_return;
     // `stop` keeps the sender from starting another operation, cancel()
     // ends the one it is in (a read from the client or a write upstream).
     sender.stop = true;
     boost::system::error_code ignored;
-    stream_.socket().cancel(ignored);
+    lowest().socket().cancel(ignored);
     if (upstream_) upstream_->stream.socket().cancel(ignored);
     co_await sender.done.async_wait(use_tuple);
 }
 
-net::awaitable<void> client_session::send_body(client_session* self,
+template <typename Stream>
+net::awaitable<void> client_session<Stream>::send_body(client_session* self,
                                                std::shared_ptr<body_sender> state,
                                                std::string_view head, http::framing framing,
                                                std::uint64_t length, bool send_continue) {
@@ -828,7 +880,8 @@ net::awaitable<void> client_session::send_body(client_session* self,
     state->done.cancel();
 }
 
-net::awaitable<proxy_error> client_session::buffer_request_body(const config::config& cfg,
+template <typename Stream>
+net::awaitable<proxy_error> client_session<Stream>::buffer_request_body(const config::config& cfg,
                                                                 bool send_continue) {
     constexpr std::uint64_t default_limit = 64ull * 1024 * 1024;
     const auto limit = cfg.limits.max_body_bytes > 0 ? cfg.limits.max_body_bytes : default_limit;
@@ -854,20 +907,21 @@ net::awaitable<proxy_error> client_session::buffer_request_body(const config::co
         if (send_continue) {
             send_continue = false;
             static constexpr std::string_view reply = "HTTP/1.1 100 Continue\r\n\r\n";
-            stream_.expires_after(cfg.timeouts.client_body);
+            lowest().expires_after(cfg.timeouts.client_body);
             auto [ec, n] = co_await net::async_write(stream_, net::buffer(reply.data(), reply.size()), use_tuple);
             if (ec) co_return proxy_error::client_closed;
         }
         arm_client_timer(cfg.timeouts.client_body);
         auto [p, room] = in_.prepare(read_chunk, relay_buffer_limit);
-        auto [ec, n] = co_await stream_.socket().async_read_some(net::buffer(p, room), use_tuple);
+        auto [ec, n] = co_await stream_.async_read_some(net::buffer(p, room), use_tuple);
         disarm_client_timer();
         if (ec) co_return client_timed_out_ ? proxy_error::body_timeout : proxy_error::client_closed;
         in_.commit(n);
     }
 }
 
-net::awaitable<relay_outcome> client_session::write_buffered_request(std::string_view head,
+template <typename Stream>
+net::awaitable<relay_outcome> client_session<Stream>::write_buffered_request(std::string_view head,
                                                                      std::chrono::milliseconds timeout) {
     auto& stream = upstream_->stream;
     stream.expires_after(timeout);
@@ -888,7 +942,8 @@ net::awaitable<relay_outcome> client_session::write_buffered_request(std::string
     co_return relay_outcome::complete;
 }
 
-net::awaitable<void> client_session::tunnel() {
+template <typename Stream>
+net::awaitable<void> client_session<Stream>::tunnel() {
     // Two pumps run as coroutines of their own; this one keeps the session
     // (and both sockets) alive until both have ended, and closes an idle
     // tunnel after tunnel_idle.
@@ -899,15 +954,16 @@ net::awaitable<void> client_session::tunnel() {
         int running = 2;
     };
     auto state = std::make_shared<tunnel_state>(worker_.io().get_executor());
-    auto& client = stream_.socket();
+    // The client end speaks TLS on HTTPS listeners; plain sockets otherwise.
+    auto& client = tunnel_end();
     auto& upstream = upstream_->stream.socket();
-    stream_.expires_never();
+    lowest().expires_never();
     upstream_->stream.expires_never();
 
     // Lifetime: `from`, `to` and `pending` belong to this session, which
     // outlives both pumps (tunnel() returns only when running == 0).
-    auto pump = [](tcp::socket& from, tcp::socket& to, byte_buffer& pending,
-                   std::shared_ptr<tunnel_state> st) -> net::awaitable<void> {
+    auto pump = []<typename From, typename To>(From& from, To& to, byte_buffer& pending,
+                                               std::shared_ptr<tunnel_state> st) -> net::awaitable<void> {
         boost::system::error_code ec;
         if (!pending.empty()) {
             auto [wec, n] = co_await net::async_write(to, net::buffer(pending.data().data(), pending.size()), use_tuple);
@@ -925,10 +981,10 @@ net::awaitable<void> client_session::tunnel() {
         // Pass the end on (a WebSocket close arrives as FIN); an error ends both.
         boost::system::error_code ignored;
         if (ec) {
-            from.close(ignored);
-            to.close(ignored);
+            socket_of(from).close(ignored);
+            socket_of(to).close(ignored);
         } else {
-            to.shutdown(tcp::socket::shutdown_send, ignored);
+            socket_of(to).shutdown(tcp::socket::shutdown_send, ignored);
         }
         if (--st->running == 0) st->timer.cancel();
     };
@@ -941,13 +997,14 @@ net::awaitable<void> client_session::tunnel() {
         co_await state->timer.async_wait(use_tuple);
         if (state->running > 0 && steady_clock::now() >= state->last_activity + idle_limit) {
             boost::system::error_code ignored;
-            client.close(ignored);
+            socket_of(client).close(ignored);
             upstream.close(ignored);
         }
     }
 }
 
-void client_session::log_request() {
+template <typename Stream>
+void client_session<Stream>::log_request() {
     if (!snap_->cfg.access_log.enabled) return;
     access_record r;
     r.request_id = request_id_;
@@ -969,8 +1026,20 @@ void client_session::log_request() {
 } // namespace
 
 void start_session(worker& w, tcp::socket socket, std::size_t listener_index) {
-    auto session = std::make_unique<client_session>(w, std::move(socket), listener_index);
-    net::co_spawn(w.io(), client_session::serve(std::move(session)), net::detached);
+    const auto& snap = *w.current();
+    auto contexts = snap.listeners[std::min(listener_index, snap.listeners.size() - 1)].tls;
+    if (contexts) {
+        using tls_stream = beast::ssl_stream<beast::tcp_stream>;
+        auto& initial = contexts->initial();
+        auto session = std::make_unique<client_session<tls_stream>>(
+            w, tls_stream(beast::tcp_stream(std::move(socket)), initial), listener_index,
+            std::move(contexts));
+        net::co_spawn(w.io(), client_session<tls_stream>::serve(std::move(session)), net::detached);
+        return;
+    }
+    auto session = std::make_unique<client_session<beast::tcp_stream>>(
+        w, beast::tcp_stream(std::move(socket)), listener_index, nullptr);
+    net::co_spawn(w.io(), client_session<beast::tcp_stream>::serve(std::move(session)), net::detached);
 }
 
 } // namespace sluice::proxy

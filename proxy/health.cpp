@@ -75,6 +75,7 @@ private:
             if (self->stopped_) break;
             result.at = std::chrono::system_clock::now();
             server->last_check = result;
+            ++(result.ok ? server->checks_succeeded : server->checks_failed);
             if (record_check(server->health, result.ok, hc.healthy_threshold, hc.unhealthy_threshold)) {
                 server->healthy.store(server->health.healthy, std::memory_order_release);
                 const std::string reason =

@@ -162,7 +162,13 @@ int server_impl::run() {
     for (const int signo : {SIGINT, SIGTERM, SIGHUP, SIGUSR1}) signals_.add(signo);
     const std::string path = initial_.path;
     resolve_missing(initial_);
-    current_ = build_snapshot(std::move(initial_), 1, registry_, dns_);
+    try {
+        current_ = build_snapshot(std::move(initial_), 1, registry_, dns_);
+    } catch (const std::exception& e) {
+        log::error("start-up failed", {{"file", path}, {"error", e.what()}});
+        std::fprintf(stderr, "%s: %s\n", path.c_str(), e.what());
+        return 1;
+    }
     history_.loaded_at = current_->loaded_at;
     const auto& cfg = current_->cfg;
 
@@ -172,14 +178,6 @@ int server_impl::run() {
         return 1;
     }
 
-    for (std::size_t l = 0; l < cfg.listeners.size(); ++l) {
-        if (cfg.listeners[l].tls) {
-            // Never serve plain HTTP on a listener configured for HTTPS.
-            fail_start(config::error_at(cfg, "listeners[" + std::to_string(l) + "].tls",
-                                        "TLS termination is not supported by this version yet"));
-            return 1;
-        }
-    }
     const int worker_count = std::max(1, cfg.workers);
     for (int i = 0; i < worker_count; ++i) workers_.push_back(std::make_unique<worker>(i, current_));
     for (std::size_t l = 0; l < cfg.listeners.size(); ++l) {
@@ -305,7 +303,12 @@ reload_result server_impl::reload(const char* trigger) {
     // Balancer state is per worker: size it for the workers that run.
     cfg.workers = static_cast<int>(workers_.size());
     resolve_missing(cfg);
-    auto next = build_snapshot(std::move(cfg), current_->generation + 1, registry_, dns_);
+    std::shared_ptr<const snapshot> next;
+    try {
+        next = build_snapshot(std::move(cfg), current_->generation + 1, registry_, dns_);
+    } catch (const std::exception& e) {
+        return fail(current_->cfg.path + ": " + e.what());
+    }
     install(next);
     arm_resolve_timer();
     history_.record_success(next->loaded_at);

@@ -1,6 +1,15 @@
 #include "proxy/server_state.hpp"
 
+#include <atomic>
+
 namespace sluice::proxy {
+
+std::uint32_t next_server_id() {
+    // Atomic only because unit tests may build states on several threads;
+    // in the proxy every server_state is made on the control thread.
+    static std::atomic<std::uint32_t> next{0};
+    return next.fetch_add(1, std::memory_order_relaxed);
+}
 
 void record_connect_failure(server_state& s, int max_fails, std::chrono::milliseconds fail_timeout,
                             std::int64_t now_ns) {

@@ -30,8 +30,15 @@ struct check_result {
     std::chrono::system_clock::time_point at;
 };
 
+// A process-wide number for a new server_state, never reused (see server_state::id).
+std::uint32_t next_server_id();
+
 struct server_state {
     // --- identity: set at creation, read by everyone ---
+    // Index of this server in each worker's metrics table (proxy/metrics.hpp):
+    // small, dense and unique for the life of the process, so a worker counts
+    // upstream requests in a plain array without hashing or locking.
+    std::uint32_t id = next_server_id();
     std::string upstream;
     std::string address; // resolved "ip:port" (also the metrics label)
     std::string name;    // as configured ("backend:8000"), may equal address
@@ -47,6 +54,8 @@ struct server_state {
     // --- control thread only: the health prober writes, the admin reads ---
     health_counters health;
     check_result last_check;
+    std::uint64_t checks_succeeded = 0; // sluice_health_checks_total{result="success"}
+    std::uint64_t checks_failed = 0;    // sluice_health_checks_total{result="failure"}
 
     // --- workers, on connect failures and successes (passive checks) ---
     alignas(64) std::atomic<int> consecutive_failures{0};

@@ -1,6 +1,9 @@
 #include "proxy/snapshot.hpp"
 
 #include "proxy/resolver.hpp"
+#include "tls/server_contexts.hpp"
+
+#include <stdexcept>
 
 namespace sluice::proxy {
 namespace {
@@ -59,6 +62,14 @@ std::shared_ptr<const snapshot> build_snapshot(config::config cfg, std::uint64_t
     for (const auto& l : snap->cfg.listeners) {
         listener_entry e;
         e.cfg = &l;
+        if (l.tls) {
+            try {
+                e.tls = std::make_shared<tls::server_contexts>(*l.tls);
+            } catch (const std::exception& ex) {
+                throw std::runtime_error("listeners[" + std::to_string(snap->listeners.size()) +
+                                         "].tls: " + ex.what());
+            }
+        }
         for (const auto& r : l.routes) {
             auto compiled = compile_route(r);
             if (const auto* name = std::get_if<std::string>(&r.action)) {

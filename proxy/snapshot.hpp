@@ -15,6 +15,10 @@
 #include <string>
 #include <vector>
 
+namespace sluice::tls {
+class server_contexts;
+} // namespace sluice::tls
+
 namespace sluice::proxy {
 
 struct upstream_entry {
@@ -35,6 +39,7 @@ struct upstream_entry {
 struct listener_entry {
     const config::listener* cfg = nullptr;
     std::vector<compiled_route> routes;
+    std::shared_ptr<tls::server_contexts> tls; // certificates read for this snapshot; null for HTTP
 };
 
 struct snapshot {
@@ -53,7 +58,9 @@ using address_book = std::map<std::string, std::vector<std::string>>;
 // Builds a snapshot from a validated config: compiles routes, expands each
 // server into one server per address (IP literals as they are, names from
 // `dns`; a name not in `dns` gives no server until it resolves) and takes
-// each server's shared state from `registry`. Runs on the control thread.
+// each server's shared state from `registry`, and loads the listeners'
+// certificates (std::runtime_error naming the listener and file when one
+// fails). Runs on the control thread.
 std::shared_ptr<const snapshot> build_snapshot(config::config cfg, std::uint64_t generation,
                                                server_registry& registry, const address_book& dns);
 

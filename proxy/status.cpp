@@ -1,6 +1,7 @@
 #include "proxy/status.hpp"
 
 #include "proxy/log.hpp"
+#include "proxy/metrics.hpp"
 
 #include <boost/json.hpp>
 
@@ -13,20 +14,6 @@ namespace {
 
 const char* balance_name(config::balance_policy b) {
     return b == config::balance_policy::least_conn ? "least_conn" : "round_robin";
-}
-
-// Prometheus label values escape backslash, quote and newline.
-void append_label_value(std::string& out, std::string_view v) {
-    for (char c : v) {
-        if (c == '\\' || c == '"') {
-            out.push_back('\\');
-            out.push_back(c);
-        } else if (c == '\n') {
-            out.append("\\n");
-        } else {
-            out.push_back(c);
-        }
-    }
 }
 
 void html_escape(std::string& out, std::string_view v) {
@@ -111,36 +98,13 @@ std::string render_status_json(const status_facts& f) {
 }
 
 std::string render_metrics(const status_facts& f) {
-    const auto& snap = *f.snap;
-    std::string out;
-    out.append("# HELP sluice_build_info The sluice version running.\n# TYPE sluice_build_info gauge\n");
-    out.append("sluice_build_info{version=\"" SLUICE_VERSION "\"} 1\n");
-    out.append("# HELP sluice_config_reloads_total Configuration reloads by result.\n"
-               "# TYPE sluice_config_reloads_total counter\n");
-    out.append("sluice_config_reloads_total{result=\"success\"} " + std::to_string(f.history->successes) + "\n");
-    out.append("sluice_config_reloads_total{result=\"failure\"} " + std::to_string(f.history->failures) + "\n");
-    out.append("# HELP sluice_config_last_reload_successful Whether the last reload succeeded.\n"
-               "# TYPE sluice_config_last_reload_successful gauge\n");
-    out.append(std::string("sluice_config_last_reload_successful ") + (f.history->last_ok ? "1" : "0") + "\n");
-    const auto now = steady_now_ns();
-    out.append("# HELP sluice_upstream_server_healthy Whether a server receives new requests.\n"
-               "# TYPE sluice_upstream_server_healthy gauge\n");
-    std::string in_flight = "# HELP sluice_upstream_server_in_flight Requests in flight to a server.\n"
-                            "# TYPE sluice_upstream_server_in_flight gauge\n";
-    for (const auto& u : snap.upstreams) {
-        for (const auto& s : u.servers) {
-            std::string labels = "{upstream=\"";
-            append_label_value(labels, u.cfg->name);
-            labels.append("\",server=\"");
-            append_label_value(labels, s->address);
-            labels.append("\"}");
-            out.append("sluice_upstream_server_healthy" + labels + (s->available(now) ? " 1\n" : " 0\n"));
-            in_flight.append("sluice_upstream_server_in_flight" + labels + " " +
-                             std::to_string(s->in_flight.load(std::memory_order_relaxed)) + "\n");
-        }
-    }
-    out.append(in_flight);
-    return out;
+    exposition_input in;
+    in.snap = f.snap;
+    in.reload_successes = f.history->successes;
+    in.reload_failures = f.history->failures;
+    in.last_reload_ok = f.history->last_ok;
+    in.workers = f.workers;
+    return render_prometheus(in);
 }
 
 std::string render_status_page(const status_facts& f) {

@@ -8,8 +8,11 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace sluice::proxy {
+
+class worker_metrics;
 
 struct reload_history {
     std::chrono::system_clock::time_point loaded_at; // of the config in force
@@ -40,6 +43,8 @@ struct status_facts {
     const snapshot* snap = nullptr;
     const reload_history* history = nullptr;
     int active_connections = 0;
+    // Each worker's counters, folded by render_metrics (proxy/metrics.hpp).
+    std::vector<const worker_metrics*> workers;
 };
 
 std::string render_status_json(const status_facts& f);

@@ -9,6 +9,8 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,6 +31,28 @@ namespace http = sluice::proxy::http;
 #define SLUICE_FUZZ_CHECK(cond, what)                                                              \
     do {                                                                                           \
         if (!(cond)) ::sluice::fuzz::fail(what, __FILE__, __LINE__);                               \
+    } while (0)
+
+// A check that found a bug in proxy/ or config/ which is reported but not yet
+// fixed (README.md, "Known findings"). It stops the run only when
+// SLUICE_FUZZ_STRICT=1 is set, so CI keeps fuzzing everything else meanwhile;
+// otherwise each one is reported once per process. Delete the tolerance (turn
+// it back into SLUICE_FUZZ_CHECK) in the change that fixes the bug.
+inline void known_finding(const char* invariant, const char* file, int line) {
+    static const bool strict = [] {
+        const char* v = std::getenv("SLUICE_FUZZ_STRICT");
+        return v != nullptr && v[0] == '1';
+    }();
+    if (strict) fail(invariant, file, line);
+    static std::set<std::string> reported;
+    if (reported.insert(invariant).second)
+        std::fprintf(stderr, "*** known finding (not fatal without SLUICE_FUZZ_STRICT=1) at %s:%d: %s\n", file,
+                     line, invariant);
+}
+
+#define SLUICE_FUZZ_KNOWN(cond, what)                                                              \
+    do {                                                                                           \
+        if (!(cond)) ::sluice::fuzz::known_finding(what, __FILE__, __LINE__);                      \
     } while (0)
 
 // FNV-1a: the same input always makes the same choices, so a crash replays.
@@ -102,22 +126,28 @@ inline bool is_fixed_hop_by_hop(std::string_view name) {
     return false;
 }
 
-// A head as the proxy writes it: CRLF line ends only, no other control
-// character but HTAB anywhere, and its end ("\r\n\r\n") is its last 4 bytes,
-// so no line was split or ended early by injected bytes.
-inline bool clean_head(std::string_view head) {
+// A head as the proxy writes it: CRLF line ends only, and its end
+// ("\r\n\r\n") is its last 4 bytes, so no line was split or ended early by
+// injected bytes.
+inline bool crlf_only(std::string_view head) {
     for (std::size_t i = 0; i < head.size(); ++i) {
-        const auto c = static_cast<unsigned char>(head[i]);
-        if (c == '\r') {
-            if (i + 1 >= head.size() || head[i + 1] != '\n') return false;
-        } else if (c == '\n') {
-            if (i == 0 || head[i - 1] != '\r') return false;
-        } else if ((c < 0x20 && c != '\t') || c == 0x7f) {
-            return false;
-        }
+        if (head[i] == '\r' && (i + 1 >= head.size() || head[i + 1] != '\n')) return false;
+        if (head[i] == '\n' && (i == 0 || head[i - 1] != '\r')) return false;
     }
     return http::find_head_end(head, 0) == head.size();
 }
+
+// No control character but HTAB (and the CR and LF of line ends) in `text`.
+inline bool no_controls(std::string_view text) {
+    for (const char ch : text) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c == '\r' || c == '\n' || c == '\t') continue;
+        if (c < 0x20 || c == 0x7f) return false;
+    }
+    return true;
+}
+
+inline bool clean_head(std::string_view head) { return crlf_only(head) && no_controls(head); }
 
 // Scans a chunked body whole, split in two at `split`, and one byte at a
 // time, and checks the three agree: where it ends or breaks, whether it

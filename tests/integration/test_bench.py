@@ -77,16 +77,27 @@ def test_load_request_count_matches_what_the_origin_served(env, origin):
     assert doc["bytes_read"] >= doc["requests"] * len("HTTP/1.1 200 OK\r\n\r\nhello from bench-o\n")
 
 
+def _sanitized(binary):
+    """Whether `binary` is an AddressSanitizer build (the asan preset): an
+    unoptimised, instrumented origin answers only ~2,000 small requests/s."""
+    with open(binary, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 def test_rate_is_held_within_5_percent(env, origin):
+    # 2,000/s as issue 3 asks; under ASan the origin itself tops out near that
+    # rate, so the same check runs at 500/s there (the generator's pacing is
+    # what is tested, not the origin's speed).
+    rate = 500 if _sanitized(env.bench_bin) else 2000
     before = origin.request_count()
     proc, doc = run_load(env.bench_bin, env.tmp, f"http://{origin.address}/small",
-                         "--rate", "2000", "--duration", "3s", "--connections", "10")
+                         "--rate", str(rate), "--duration", "3s", "--connections", "10")
     assert proc.returncode == 0, proc.stderr
     served = origin.request_count() - before - 1
     assert doc["parameters"]["mode"] == "open"
-    assert doc["parameters"]["rate"] == 2000
-    assert abs(doc["requests_per_s"] - 2000) <= 100, doc["requests_per_s"]
-    assert abs(doc["requests"] - 6000) <= 300, doc["requests"]
+    assert doc["parameters"]["rate"] == rate
+    assert abs(doc["requests_per_s"] - rate) <= rate * 0.05, doc["requests_per_s"]
+    assert abs(doc["requests"] - rate * 3) <= rate * 3 * 0.05, doc["requests"]
     assert doc["errors"]["total"] == 0
     assert doc["requests"] <= served <= doc["requests"] + 10
 

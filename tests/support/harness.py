@@ -6,7 +6,10 @@ What lives here:
   (Content-Length, chunked and close-delimited bodies, keep-alive reuse,
   pipelining, interim 1xx responses).
 - to_yaml(), proxy_config(): the YAML config file written for each test.
-- Origin: a `sluice-bench origin` process on 127.0.0.1.
+- Origin: a `sluice-bench origin` process on 127.0.0.1 (or another loopback
+  address, `host=`).
+- admin_status(), status_servers(), log_messages(): the proxy's /status and
+  JSON log lines by message.
 - Sluice: a `sluice` process, its stdout (the JSON log) captured to a file.
 - proc_tcp_peers(), peak_rss_kib(): a process's TCP sockets and VmHWM.
 - RawOrigin / RawConnection / serve_http(): a Python origin in threads, for
@@ -574,24 +577,31 @@ class Process:
 class Origin(Process):
     """`sluice-bench origin --listen 127.0.0.1:PORT --name NAME`."""
 
-    def __init__(self, bench_bin, workdir, name, port=None):
+    def __init__(self, bench_bin, workdir, name, port=None, host=LOOPBACK):
         self.name = name
+        self.host = host
         self.port = port or free_port()
-        self.address = f"{LOOPBACK}:{self.port}"
+        self.address = f"{host}:{self.port}"
         super().__init__([bench_bin, "origin", "--listen", self.address, "--name", name], workdir, f"origin-{name}")
 
     def wait_ready(self, timeout=10.0):
         def ready():
             if not self.running():
                 raise RuntimeError(f"origin {self.name} exited with {self.proc.returncode}\n{self.output_tail()}")
-            return port_accepts(self.port)
+            return port_accepts(self.port, host=self.host)
 
         wait_until(ready, timeout, message=f"origin {self.name} listening on {self.address}")
         return self
 
     def get(self, target, headers=None, timeout=5.0):
         """A request straight to the origin, bypassing the proxy."""
-        return http_get(self.port, target, headers, timeout=timeout)
+        with HttpClient(self.port, host=self.host, timeout=timeout) as c:
+            return c.get(target, headers)
+
+    def post(self, target, body=b"", timeout=5.0):
+        """A POST straight to the origin (e.g. /health/down, /health/up)."""
+        with HttpClient(self.port, host=self.host, timeout=timeout) as c:
+            return c.request("POST", target, body=body)
 
     def request_count(self):
         """The origin's X-Origin-Request-Count, as seen by one direct request
@@ -687,6 +697,27 @@ def assert_proxy_error(resp, status, header="X-Request-ID"):
     assert (resp.header("Content-Type") or "").lower().startswith("text/plain"), resp
     assert rid in resp.text(), f"request ID {rid} not in body {resp.body!r}"
     return rid
+
+
+def admin_status(proxy, timeout=2.0):
+    """The proxy's admin /status document (SPEC 8)."""
+    r = http_get(proxy.admin_port, "/status", timeout=timeout)
+    if r.status != 200:
+        raise ValueError(f"/status answered {r!r}")
+    return r.json()
+
+
+def status_servers(proxy, upstream_name, timeout=2.0):
+    """{address: server object} of one upstream in the proxy's /status."""
+    for u in admin_status(proxy, timeout)["upstreams"]:
+        if u["name"] == upstream_name:
+            return {s["address"]: s for s in u["servers"]}
+    raise KeyError(f"no upstream {upstream_name!r} in /status")
+
+
+def log_messages(proxy, msg):
+    """The proxy's JSON log records whose "msg" is `msg` (e.g. "server down")."""
+    return [r for r in proxy.log_records() if r.get("msg") == msg]
 
 
 class ArrivalWatch:
@@ -965,15 +996,16 @@ class RawOrigin:
     connection (`conns`, in accept order). Duck-types Origin for upstream()
     and for the env fixture's teardown (.name, .address, .port, .stop())."""
 
-    def __init__(self, handler, name="raw"):
+    def __init__(self, handler, name="raw", host=LOOPBACK, port=0):
         self.handler = handler
         self.name = name
+        self.host = host
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind((LOOPBACK, 0))
+        self.listener.bind((host, port))
         self.listener.listen(128)
         self.port = self.listener.getsockname()[1]
-        self.address = f"{LOOPBACK}:{self.port}"
+        self.address = f"{host}:{self.port}"
         self.lock = threading.Lock()
         self.conns = []
         self.requests = []

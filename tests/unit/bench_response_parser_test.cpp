@@ -19,9 +19,12 @@ namespace Catch {
 template <> struct StringMaker<state> {
     static std::string convert(state s) {
         switch (s) {
-        case state::need_more: return "need_more";
-        case state::done: return "done";
-        case state::error: return "error";
+        case state::need_more:
+            return "need_more";
+        case state::done:
+            return "done";
+        case state::error:
+            return "error";
         }
         return "state(?)";
     }
@@ -29,13 +32,20 @@ template <> struct StringMaker<state> {
 template <> struct StringMaker<failure> {
     static std::string convert(failure f) {
         switch (f) {
-        case failure::none: return "none";
-        case failure::status_line: return "status_line";
-        case failure::header_line: return "header_line";
-        case failure::header_too_big: return "header_too_big";
-        case failure::content_length: return "content_length";
-        case failure::chunk_size: return "chunk_size";
-        case failure::truncated: return "truncated";
+        case failure::none:
+            return "none";
+        case failure::status_line:
+            return "status_line";
+        case failure::header_line:
+            return "header_line";
+        case failure::header_too_big:
+            return "header_too_big";
+        case failure::content_length:
+            return "content_length";
+        case failure::chunk_size:
+            return "chunk_size";
+        case failure::truncated:
+            return "truncated";
         }
         return "failure(?)";
     }
@@ -259,8 +269,8 @@ TEST_CASE("interim 1xx responses are skipped; the final one counts", "[bench][re
 }
 
 TEST_CASE("101 Switching Protocols ends the HTTP exchange", "[bench][response_parser]") {
-    const outcome o =
-        feed_whole("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    const outcome o = feed_whole(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
     CHECK(o.result == state::done);
     CHECK(o.status == 101);
     CHECK_FALSE(o.keep_alive);
@@ -274,8 +284,7 @@ TEST_CASE("a response to HEAD has no body whatever its headers say", "[bench][re
         CHECK(o.keep_alive);
     }
     SECTION("chunked") {
-        const outcome o =
-            feed_whole("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", true);
+        const outcome o = feed_whole("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", true);
         CHECK(o.result == state::done);
         CHECK(o.body_bytes == 0);
     }
@@ -322,9 +331,8 @@ TEST_CASE("keep-alive follows the version and Connection", "[bench][response_par
     CHECK(feed_whole("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").keep_alive);
     CHECK_FALSE(
         feed_whole("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").keep_alive);
-    CHECK_FALSE(
-        feed_whole("HTTP/1.1 200 OK\r\nConnection: foo, Close\r\nContent-Length: 0\r\n\r\n")
-            .keep_alive);
+    CHECK_FALSE(feed_whole("HTTP/1.1 200 OK\r\nConnection: foo, Close\r\nContent-Length: 0\r\n\r\n")
+                    .keep_alive);
     CHECK_FALSE(feed_whole("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").keep_alive);
     CHECK(feed_whole("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n")
               .keep_alive);

@@ -41,11 +41,12 @@ std::vector<std::uint64_t> log_uniform_sample(std::size_t n, std::uint64_t lo, s
 // definition value_at_percentile approximates.
 std::uint64_t exact_percentile(const std::vector<std::uint64_t>& sorted, double p) {
     const auto n = static_cast<double>(sorted.size());
-    const auto rank = std::max<std::uint64_t>(1, static_cast<std::uint64_t>(std::ceil(p / 100.0 * n)));
+    const auto rank =
+        std::max<std::uint64_t>(1, static_cast<std::uint64_t>(std::ceil(p / 100.0 * n)));
     return sorted[static_cast<std::size_t>(rank - 1)];
 }
 
-const std::vector<double> checked_percentiles{0,  0.1,  1,    10,    25,    50,     75,    90,
+const std::vector<double> checked_percentiles{0,  0.1,  1,    10,   25,    50,     75,      90,
                                               95, 99.0, 99.5, 99.9, 99.99, 99.999, 99.9999, 100};
 
 // Bytes the C heap has handed out and not taken back (glibc). Under ASan malloc is
@@ -124,9 +125,9 @@ TEST_CASE("a zero value is recorded in the lowest bucket", "[bench][histogram]")
 
 TEST_CASE("percentiles match an exact sorted sample within 0.1 %", "[bench][histogram]") {
     const auto [lo, hi, seed] = GENERATE(table<std::uint64_t, std::uint64_t, std::uint64_t>({
-        {1, one_hour_us, 1},      // the whole range
-        {50, 5'000, 2},           // typical loopback latencies, partly exact
-        {1'000, 2'000'000, 3},    // milliseconds to seconds
+        {1, one_hour_us, 1},   // the whole range
+        {50, 5'000, 2},        // typical loopback latencies, partly exact
+        {1'000, 2'000'000, 3}, // milliseconds to seconds
         {1'000'000, one_hour_us, 4},
     }));
     const auto sample = log_uniform_sample(200'000, lo, hi, seed);
@@ -162,7 +163,8 @@ TEST_CASE("percentiles match an exact sorted sample within 0.1 %", "[bench][hist
     CHECK(h.stddev() == Approx(exact_stddev).epsilon(0.002));
 }
 
-TEST_CASE("a constant sample reads back as that constant at every percentile", "[bench][histogram]") {
+TEST_CASE("a constant sample reads back as that constant at every percentile",
+          "[bench][histogram]") {
     histogram h;
     h.record(123'456, 1000);
     CHECK(h.count() == 1000);
