@@ -18,6 +18,8 @@ packages=(
   gunicorn
   # tests: promtool, which checks the /metrics output (tests/integration/test_metrics.py)
   prometheus
+  # tests: testssl.sh (command `testssl`), run against a TLS listener (tests/integration/test_tls.py)
+  testssl.sh
   # fuzzing: libFuzzer targets of tests/fuzz (clang-14 and its fuzzer/sanitizer runtimes)
   clang-14 libclang-rt-14-dev
 )

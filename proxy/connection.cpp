@@ -116,10 +116,10 @@ public:
 
     // `contexts` (HTTPS only) is kept for the connection's life: the SNI
     // callback refers to it, and a reload may drop the snapshot that held it.
-    client_session(worker& w, Stream stream, std::size_t listener_index,
+    client_session(worker& w, Stream stream, std::string listener_key, std::uint32_t listener_id,
                    std::shared_ptr<tls::server_contexts> contexts)
-        : worker_(w), stream_(std::move(stream)), listener_index_(listener_index),
-          contexts_(std::move(contexts)) {
+        : worker_(w), stream_(std::move(stream)), listener_key_(std::move(listener_key)),
+          listener_id_(listener_id), contexts_(std::move(contexts)) {
         boost::system::error_code ec;
         const auto peer = lowest().socket().remote_endpoint(ec);
         if (!ec) {
@@ -132,9 +132,13 @@ public:
         }
         lowest().socket().set_option(tcp::no_delay(true), ec);
         worker_.attach(this);
+        worker_.metrics().on_connection_open(listener_id_);
     }
 
-    ~client_session() override { worker_.detach(this); }
+    ~client_session() override {
+        worker_.metrics().on_connection_close(listener_id_);
+        worker_.detach(this);
+    }
 
     // The connection's coroutine; owns the session (lifetime: until it returns).
     static net::awaitable<void> serve(std::unique_ptr<client_session> self) {
@@ -149,10 +153,12 @@ public:
     }
 
     void on_drain() override {
+        drain_requested_ = true;
         if (idle_) close_sockets();
         // Otherwise the response in progress carries Connection: close.
     }
     void close_now() override { close_sockets(); }
+    const std::string& listener() const override { return listener_key_; }
 
 private:
     // The TLS handshake, within client_header. Failures (scanners, old
@@ -259,11 +265,15 @@ private:
 
     worker& worker_;
     Stream stream_;
-    const std::size_t listener_index_;
+    const std::string listener_key_; // the bind it was accepted on (see listener_key)
+    const std::uint32_t listener_id_; // its metrics id
     std::shared_ptr<tls::server_contexts> contexts_;
     std::string client_ip_;
     bool peer_trusted_ = false;
+    bool draining() const { return drain_requested_ || worker_.draining(); }
+
     bool idle_ = false;      // waiting for the first byte of a request
+    bool drain_requested_ = false; // this connection's listener is going away
     bool linger_ = false;    // close gracefully: the client may still be sending
     byte_buffer in_;
     // Timeouts on reads from the client that must still be answered (408):
@@ -283,6 +293,7 @@ private:
     std::shared_ptr<const snapshot> snap_;
     steady_clock::time_point started_;
     std::string request_id_;
+    std::string listener_name_;
     std::string method_;
     std::string path_;
     std::string host_;
@@ -290,6 +301,7 @@ private:
     std::uint64_t bytes_in_ = 0;
     std::uint64_t bytes_out_ = 0;
     std::string_view upstream_name_;
+    int upstream_index_ = -1; // in snap_->upstreams; -1 when the proxy answers
     std::string server_address_;
     proxy_error error_ = proxy_error::none;
 };
@@ -371,7 +383,7 @@ net::awaitable<proxy_error> client_session<Stream>::read_head(const config::conf
 template <typename Stream>
 net::awaitable<bool> client_session<Stream>::send_local(int status, std::string_view body, bool keep_alive,
                                                 std::string_view location) {
-    keep_alive = keep_alive && !worker_.draining();
+    keep_alive = keep_alive && !draining();
     head_out_.clear();
     local_response r;
     r.status = status;
@@ -416,7 +428,7 @@ net::awaitable<bool> client_session<Stream>::serve_one() {
     snap_ = worker_.current();
     const auto& cfg = snap_->cfg;
     if (in_.empty()) {
-        if (worker_.draining()) co_return false;
+        if (draining()) co_return false;
         idle_ = true;
         lowest().expires_after(cfg.timeouts.client_idle);
         auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(cfg));
@@ -431,6 +443,7 @@ net::awaitable<bool> client_session<Stream>::serve_one() {
     status_ = 0;
     bytes_in_ = bytes_out_ = 0;
     upstream_name_ = {};
+    upstream_index_ = -1;
     server_address_.clear();
     error_ = proxy_error::none;
     method_.clear();
@@ -481,8 +494,13 @@ net::awaitable<bool> client_session<Stream>::serve_one() {
         co_return false;
     }
 
-    const auto& listener = snap_->listeners[std::min(listener_index_, snap_->listeners.size() - 1)];
-    const auto* route = match_route(listener.routes, host_, target_path(req_.target));
+    const auto* listener = snap_->find_listener(listener_key_);
+    if (listener == nullptr) {
+        // A reload removed this listener: its connections drain.
+        co_return co_await send_local(503, "listener removed\n", false);
+    }
+    listener_name_ = listener->cfg->name;
+    const auto* route = match_route(listener->routes, host_, target_path(req_.target));
     bool keep = false;
     const bool local = route == nullptr || route->upstream_index < 0;
     if (local) {
@@ -503,6 +521,7 @@ net::awaitable<bool> client_session<Stream>::serve_one() {
         keep = co_await send_local(redirect->status, {}, client_keep_alive && !has_body, location);
         linger_ = has_body;
     } else {
+        upstream_index_ = route->upstream_index;
         keep = co_await forward(snap_->upstreams[static_cast<std::size_t>(route->upstream_index)]);
     }
     log_request();
@@ -538,6 +557,7 @@ net::awaitable<proxy_error> client_session<Stream>::connect_upstream(const upstr
         server_address_ = server->address;
 
         if (auto pooled = worker_.pool().take(server.get())) {
+            worker_.metrics().on_upstream_connect(*server, true, 0);
             upstream_ = std::move(pooled);
             co_return proxy_error::none;
         }
@@ -545,6 +565,7 @@ net::awaitable<proxy_error> client_session<Stream>::connect_upstream(const upstr
         conn->server = server;
         boost::system::error_code ec;
         const auto address = net::ip::make_address(server->ip, ec);
+        const auto connect_started = steady_clock::now();
         if (!ec) {
             conn->stream.expires_after(up.connect_timeout);
             auto [cec] = co_await conn->stream.async_connect(tcp::endpoint(address, server->port), use_tuple);
@@ -553,11 +574,14 @@ net::awaitable<proxy_error> client_session<Stream>::connect_upstream(const upstr
         if (!ec) {
             conn->stream.socket().set_option(tcp::no_delay(true), ec);
             record_connect_success(*server);
+            worker_.metrics().on_upstream_connect(
+                *server, false, std::chrono::duration<double>(steady_clock::now() - connect_started).count());
             upstream_ = std::move(conn);
             co_return proxy_error::none;
         }
         last = ec == beast::error::timeout ? proxy_error::connect_timeout : proxy_error::connect_failed;
         record_connect_failure(*server, cfg.passive.max_fails, cfg.passive.fail_timeout, steady_now_ns());
+        worker_.metrics().on_upstream_connect_failure(*server);
         if (!server->available(steady_now_ns()))
             log::warn("server down", {{"upstream", cfg.name}, {"server", server->address},
                                       {"reason", "passive: " + ec.message()}});
@@ -651,7 +675,9 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
         }
         facts.upgrade = upgrade;
         facts.strip_expect = req_.expect_continue;
-        facts.default_host = host_;
+        facts.authority = target_authority(req_.target);
+        // No Host at all (HTTP/1.0): name the server.
+        facts.default_host = host_.empty() ? std::string_view(up.cfg->servers.front().address) : host_;
         request_head.reserve(512);
         build_upstream_request(req_, facts, request_head);
     }
@@ -670,6 +696,7 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
     for (int stale_retries = 0;; ++stale_retries) {
         failure = co_await connect_upstream(up, tried, guard);
         if (failure != proxy_error::none) break;
+        worker_.metrics().on_upstream_request(*upstream_->server);
         const bool reused = upstream_->requests > 0;
         bool any_byte = false;
 
@@ -778,7 +805,7 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
     // An answer may start before the upstream has the whole body (a 413, or
     // a streaming echo); whether the connection can stay open is known only
     // when the answer has ended (below).
-    bool keep_alive = client_keep_alive && !worker_.draining() &&
+    bool keep_alive = client_keep_alive && !draining() &&
                       framing != http::framing::until_close && !dechunk;
     response_facts facts;
     facts.request_id_header = cfg.request_id.header;
@@ -1005,15 +1032,19 @@ net::awaitable<void> client_session<Stream>::tunnel() {
 
 template <typename Stream>
 void client_session<Stream>::log_request() {
+    const int status = error_ == proxy_error::client_closed && status_ == 0 ? 499 : status_;
+    worker_.metrics().on_request(*snap_, listener_id_, upstream_index_, status,
+                                 std::chrono::duration<double>(steady_clock::now() - started_).count(),
+                                 bytes_in_, bytes_out_);
     if (!snap_->cfg.access_log.enabled) return;
     access_record r;
     r.request_id = request_id_;
     r.client = client_ip_;
-    r.listener = snap_->cfg.listeners[std::min(listener_index_, snap_->cfg.listeners.size() - 1)].name;
+    r.listener = listener_name_;
     r.method = method_;
     r.path = path_;
     r.host = host_;
-    r.status = error_ == proxy_error::client_closed && status_ == 0 ? 499 : status_;
+    r.status = status;
     r.bytes_in = bytes_in_;
     r.bytes_out = bytes_out_;
     r.duration_ms = std::chrono::duration<double, std::milli>(steady_clock::now() - started_).count();
@@ -1025,20 +1056,20 @@ void client_session<Stream>::log_request() {
 
 } // namespace
 
-void start_session(worker& w, tcp::socket socket, std::size_t listener_index) {
-    const auto& snap = *w.current();
-    auto contexts = snap.listeners[std::min(listener_index, snap.listeners.size() - 1)].tls;
-    if (contexts) {
+void start_session(worker& w, tcp::socket socket, const std::string& listener_key) {
+    const auto* listener = w.current()->find_listener(listener_key);
+    if (listener == nullptr) return; // removed by a reload a moment ago: close
+    if (auto contexts = listener->tls) {
         using tls_stream = beast::ssl_stream<beast::tcp_stream>;
         auto& initial = contexts->initial();
         auto session = std::make_unique<client_session<tls_stream>>(
-            w, tls_stream(beast::tcp_stream(std::move(socket)), initial), listener_index,
-            std::move(contexts));
+            w, tls_stream(beast::tcp_stream(std::move(socket)), initial), listener_key,
+            listener->metrics_id, std::move(contexts));
         net::co_spawn(w.io(), client_session<tls_stream>::serve(std::move(session)), net::detached);
         return;
     }
     auto session = std::make_unique<client_session<beast::tcp_stream>>(
-        w, beast::tcp_stream(std::move(socket)), listener_index, nullptr);
+        w, beast::tcp_stream(std::move(socket)), listener_key, listener->metrics_id, nullptr);
     net::co_spawn(w.io(), client_session<beast::tcp_stream>::serve(std::move(session)), net::detached);
 }
 

@@ -5,15 +5,14 @@
 
 #include <boost/asio/ip/tcp.hpp>
 
-#include <cstddef>
+#include <string>
 
 namespace sluice::proxy {
 
 class worker;
 
-// Starts serving `socket`, accepted on listener number `listener_index` of
-// the worker's current snapshot. The connection keeps itself alive until it
-// closes.
-void start_session(worker& w, boost::asio::ip::tcp::socket socket, std::size_t listener_index);
+// Starts serving `socket`, accepted on the listener bound at `listener_key`
+// (see snapshot.hpp). The connection keeps itself alive until it closes.
+void start_session(worker& w, boost::asio::ip::tcp::socket socket, const std::string& listener_key);
 
 } // namespace sluice::proxy

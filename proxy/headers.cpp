@@ -79,8 +79,7 @@ void build_upstream_request(const http::message_head& req, const forward_facts& 
     out.append(" HTTP/1.1\r\n");
 
     // Incoming X-Forwarded-* values, kept only from trusted peers.
-    std::string_view xff_first;
-    bool xff_many = false;
+    bool xff_any = false; // a trusted peer sent X-Forwarded-For (joined below, in order)
     std::string_view xf_proto;
     std::string_view xf_host;
     bool saw_host = false;
@@ -90,10 +89,7 @@ void build_upstream_request(const http::message_head& req, const forward_facts& 
         if (is_framing_field(name) || is_hop_by_hop(name, req)) continue;
         if (iequals(name, facts.request_id_header)) continue;
         if (name.size() == 15 && iequals(name, "x-forwarded-for")) {
-            if (facts.peer_trusted) {
-                if (xff_first.empty()) xff_first = f.value;
-                else xff_many = true;
-            }
+            if (facts.peer_trusted && !f.value.empty()) xff_any = true;
             continue;
         }
         if (name.size() == 17 && iequals(name, "x-forwarded-proto")) {
@@ -106,13 +102,20 @@ void build_upstream_request(const http::message_head& req, const forward_facts& 
         }
         if (facts.strip_expect && name.size() == 6 && iequals(name, "expect")) continue;
         if (name.size() == 4 && iequals(name, "host")) {
-            // Send one Host only, even if the client sent several.
+            // One Host only, even if the client sent several; an
+            // absolute-form target's authority replaces it (RFC 9112 3.2.2).
             if (saw_host) continue;
             saw_host = true;
+            if (!facts.authority.empty()) {
+                append_field(out, "Host", facts.authority);
+                continue;
+            }
         }
         append_field(out, name, f.value);
     }
-    if (!saw_host && !facts.default_host.empty()) append_field(out, "Host", facts.default_host);
+    // HTTP/1.1 requires a Host (RFC 9112 3.2); an HTTP/1.0 client may have
+    // sent none.
+    if (!saw_host) append_field(out, "Host", !facts.authority.empty() ? facts.authority : facts.default_host);
 
     if (req.body == http::framing::chunked) {
         append_field(out, "Transfer-Encoding", req.transfer_encoding);
@@ -131,28 +134,21 @@ void build_upstream_request(const http::message_head& req, const forward_facts& 
     }
 
     out.append("X-Forwarded-For: ");
-    if (!xff_first.empty()) {
-        out.append(xff_first);
-        if (xff_many) {
-            // Several X-Forwarded-For fields form one list, in order.
-            bool first = true;
-            for (const auto& f : req.fields) {
-                if (f.name.size() != 15 || !iequals(f.name, "x-forwarded-for")) continue;
-                if (first) {
-                    first = false;
-                    continue;
-                }
-                out.append(", ");
-                out.append(f.value);
-            }
+    if (xff_any) {
+        // Several X-Forwarded-For fields form one list, in order; empty
+        // ones add nothing.
+        for (const auto& f : req.fields) {
+            if (f.name.size() != 15 || !iequals(f.name, "x-forwarded-for") || f.value.empty()) continue;
+            out.append(f.value);
+            out.append(", ");
         }
-        out.append(", ");
     }
     out.append(facts.client_ip);
     out.append("\r\n");
     append_field(out, "X-Forwarded-Proto",
                  !xf_proto.empty() ? xf_proto : (facts.tls ? std::string_view("https") : "http"));
-    const std::string_view host = !xf_host.empty() ? xf_host : req.host;
+    const std::string_view host =
+        !xf_host.empty() ? xf_host : !facts.authority.empty() ? facts.authority : req.host;
     if (!host.empty()) append_field(out, "X-Forwarded-Host", host);
     append_field(out, facts.request_id_header, facts.request_id);
     if (facts.upgrade) {

@@ -25,6 +25,7 @@ struct forward_facts {
     std::string_view request_id_header;  // request_id.header
     std::string_view request_id;         // the ID this request carries
     std::string_view default_host;       // Host to send when the client sent none
+    std::string_view authority;          // of an absolute-form target: replaces Host
     std::string_view path;               // origin-form target to send ("/p?q")
     bool upgrade = false;                // forward Upgrade + Connection: upgrade
     bool strip_expect = false;           // the proxy answered 100-continue itself

@@ -87,6 +87,7 @@ bool only_crlf_line_ends(std::string_view lines) {
 parse_status parse_fields(std::string_view lines, message_head& out) {
     bool seen_length = false;
     bool seen_te = false;
+    bool seen_host = false;
     while (!lines.empty()) {
         const auto eol = lines.find("\r\n");
         // The caller passes whole lines, so eol is always found.
@@ -114,7 +115,12 @@ parse_status parse_fields(std::string_view lines, message_head& out) {
         // Only names the proxy acts on are looked at; compare length first.
         switch (name.size()) {
         case 4:
-            if (iequals(name, "host") && out.host.empty()) out.host = value;
+            if (iequals(name, "host") && !seen_host) {
+                // The first Host decides, even when empty: routing and
+                // forwarding must agree on one.
+                out.host = value;
+                seen_host = true;
+            }
             break;
         case 6:
             if (iequals(name, "expect") && iequals(value, "100-continue")) out.expect_continue = true;
@@ -302,6 +308,9 @@ parse_status parse_response_head(std::string_view data, message_head& out) {
     if (line.size() > 12 && line[12] != ' ') return parse_status::bad_start_line;
     out.status = status;
     out.reason = line.size() > 13 ? line.substr(13) : std::string_view{};
+    // reason-phrase = *( HTAB / SP / VCHAR / obs-text ): no controls to pass on.
+    for (char c : out.reason)
+        if (!is_value_char(c)) return parse_status::bad_start_line;
 
     std::string_view lines = head.substr(line_end + 2, end - 2 - (line_end + 2));
     if (!only_crlf_line_ends(lines)) return parse_status::bad_field;

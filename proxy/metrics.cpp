@@ -241,9 +241,9 @@ public:
     }
 
 private:
-    static std::string listener_name(const snapshot& snap, std::size_t l) {
-        // Listeners cannot change on a reload, so the index names them.
-        return l < snap.cfg.listeners.size() ? snap.cfg.listeners[l].name : std::to_string(l);
+    static std::string listener_name(const snapshot&, std::size_t id) {
+        // Listener ids are stable per bind (see listener_entry::metrics_id).
+        return listener_name_for_metrics(static_cast<std::uint32_t>(id));
     }
 
     static void add_request_families(std::vector<MetricFamily>& out, const snapshot& snap,
@@ -283,7 +283,8 @@ private:
                              "Client connections open now, by listener.", MetricType::Gauge);
         auto total = family("sluice_downstream_connections_total",
                             "Client connections accepted, by listener.", MetricType::Counter);
-        const auto n = std::max(snap.cfg.listeners.size(), totals.connections.size());
+        std::size_t n = totals.connections.size();
+        for (const auto& l : snap.listeners) n = std::max<std::size_t>(n, l.metrics_id + 1);
         for (std::size_t l = 0; l < n; ++l) {
             const auto c = l < totals.connections.size() ? totals.connections[l]
                                                          : folded_metrics::connection_totals{};

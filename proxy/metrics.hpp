@@ -12,8 +12,8 @@
 // numbers into prometheus-cpp MetricFamily objects and serializes them with
 // its TextSerializer. docs/METRICS.md lists every metric.
 //
-// Keys. Listeners are counted by index (the listener list cannot change on a
-// reload). Upstreams are counted by name: a per-worker table gives each name
+// Keys. Listeners are counted by listener_entry::metrics_id, stable per
+// bind for the life of the process (a reload may add or remove listeners). Upstreams are counted by name: a per-worker table gives each name
 // a small slot, and a cache maps a snapshot's upstream index to that slot
 // (rebuilt once per worker when a new snapshot is first seen), so series
 // survive reloads that reorder, add or remove upstreams; the series of a
@@ -168,7 +168,8 @@ public:
 
     // --- worker thread ---
 
-    // A client connection accepted on / closed by listener number `listener`.
+    // A client connection accepted on / closed by the listener whose
+    // metrics_id is `listener`.
     void on_connection_open(std::size_t listener) { connections(listener).opened.add(); }
     void on_connection_close(std::size_t listener) {
         connections(listener).closed.add(1, std::memory_order_release);

@@ -18,6 +18,7 @@
 #include <csignal>
 #include <set>
 #include <thread>
+#include <utility>
 #include <cstdio>
 #include <sys/socket.h>
 
@@ -99,16 +100,6 @@ std::chrono::milliseconds resolve_every(const config::config& cfg) {
     return every;
 }
 
-bool same_listeners(const config::config& a, const config::config& b) {
-    if (a.listeners.size() != b.listeners.size()) return false;
-    for (std::size_t i = 0; i < a.listeners.size(); ++i) {
-        const auto& x = a.listeners[i];
-        const auto& y = b.listeners[i];
-        if (x.name != y.name || !(x.address == y.address) || x.tls.has_value() != y.tls.has_value())
-            return false;
-    }
-    return a.admin.address == b.admin.address;
-}
 
 } // namespace
 
@@ -127,10 +118,15 @@ public:
 
 private:
     void wait_for_signals();
+    // One acceptor per worker for `listener`, or none (and `error`) when
+    // the address cannot be bound.
+    std::vector<worker::new_acceptor> bind_everywhere(const config::listener& listener, std::string& error);
     // Resolves the names of `cfg` that dns_ does not know yet, blocking.
     void resolve_missing(const config::config& cfg);
     // Makes `next` current: every worker gets it, health checks follow it.
-    void install(std::shared_ptr<const snapshot> next);
+    void install(std::shared_ptr<const snapshot> next,
+                 std::vector<std::vector<worker::new_acceptor>> added = {},
+                 std::vector<std::string> removed = {});
     // Re-resolution: every resolve_every(), names are resolved on a thread
     // of their own; changed answers make a new snapshot (same generation).
     void arm_resolve_timer();
@@ -162,11 +158,13 @@ int server_impl::run() {
     for (const int signo : {SIGINT, SIGTERM, SIGHUP, SIGUSR1}) signals_.add(signo);
     const std::string path = initial_.path;
     resolve_missing(initial_);
+    config::config where;
+    where.path = initial_.path;
+    where.positions = initial_.positions;
     try {
         current_ = build_snapshot(std::move(initial_), 1, registry_, dns_);
-    } catch (const std::exception& e) {
-        log::error("start-up failed", {{"file", path}, {"error", e.what()}});
-        std::fprintf(stderr, "%s: %s\n", path.c_str(), e.what());
+    } catch (const snapshot_error& e) {
+        fail_start(config::error_at(where, e.key, e.what()));
         return 1;
     }
     history_.loaded_at = current_->loaded_at;
@@ -181,15 +179,12 @@ int server_impl::run() {
     const int worker_count = std::max(1, cfg.workers);
     for (int i = 0; i < worker_count; ++i) workers_.push_back(std::make_unique<worker>(i, current_));
     for (std::size_t l = 0; l < cfg.listeners.size(); ++l) {
-        const auto& listener = cfg.listeners[l];
-        for (auto& w : workers_) {
-            auto acceptor = bind_acceptor(w->io(), listener.address, true, error);
-            if (!acceptor) {
-                fail_start(config::error_at(cfg, "listeners[" + std::to_string(l) + "].bind", error));
-                return 1;
-            }
-            w->add_acceptor(std::move(acceptor), l);
+        auto acceptors = bind_everywhere(cfg.listeners[l], error);
+        if (acceptors.empty()) {
+            fail_start(config::error_at(cfg, "listeners[" + std::to_string(l) + "].bind", error));
+            return 1;
         }
+        for (std::size_t w = 0; w < workers_.size(); ++w) workers_[w]->add_acceptor(std::move(acceptors[w]));
     }
     auto admin_acceptor = bind_acceptor(io_, cfg.admin.address, false, error);
     if (!admin_acceptor) {
@@ -298,24 +293,60 @@ reload_result server_impl::reload(const char* trigger) {
         return fail(std::move(text));
     }
     auto& cfg = std::get<config::config>(loaded);
-    if (!same_listeners(cfg, current_->cfg))
-        return fail(cfg.path + ": listeners: adding, removing or rebinding listeners needs a restart");
+    if (!(cfg.admin.address == current_->cfg.admin.address))
+        return fail(config::to_string(config::error_at(cfg, "admin.bind", "changing the admin bind needs a restart")));
+    // Listeners are kept by bind: new binds are bound now (so a bind that
+    // fails fails the reload before anything changed), gone ones stop
+    // accepting once the new snapshot is in place.
+    std::vector<std::vector<worker::new_acceptor>> added(workers_.size());
+    std::vector<std::string> removed;
+    for (std::size_t l = 0; l < cfg.listeners.size(); ++l) {
+        const auto key = listener_key(cfg.listeners[l]);
+        bool known = false;
+        for (const auto& old : current_->cfg.listeners) known = known || listener_key(old) == key;
+        if (known) continue;
+        std::string error;
+        auto acceptors = bind_everywhere(cfg.listeners[l], error);
+        if (acceptors.empty())
+            return fail(config::to_string(config::error_at(cfg, "listeners[" + std::to_string(l) + "].bind", error)));
+        for (std::size_t w = 0; w < workers_.size(); ++w) added[w].push_back(std::move(acceptors[w]));
+    }
+    for (const auto& old : current_->cfg.listeners) {
+        bool kept = false;
+        for (const auto& l : cfg.listeners) kept = kept || listener_key(l) == listener_key(old);
+        if (!kept) removed.push_back(listener_key(old));
+    }
     // Balancer state is per worker: size it for the workers that run.
     cfg.workers = static_cast<int>(workers_.size());
     resolve_missing(cfg);
+    // Where things are in the file, for errors found while building.
+    config::config where;
+    where.path = cfg.path;
+    where.positions = cfg.positions;
     std::shared_ptr<const snapshot> next;
     try {
         next = build_snapshot(std::move(cfg), current_->generation + 1, registry_, dns_);
-    } catch (const std::exception& e) {
-        return fail(current_->cfg.path + ": " + e.what());
+    } catch (const snapshot_error& e) {
+        return fail(config::to_string(config::error_at(where, e.key, e.what())));
     }
-    install(next);
+    install(next, std::move(added), std::move(removed));
     arm_resolve_timer();
     history_.record_success(next->loaded_at);
     result.ok = true;
     result.generation = next->generation;
     log::info("config reloaded", {{"trigger", trigger}, log::num("generation", static_cast<long long>(next->generation))});
     return result;
+}
+
+std::vector<worker::new_acceptor> server_impl::bind_everywhere(const config::listener& listener,
+                                                              std::string& error) {
+    std::vector<worker::new_acceptor> out;
+    for (auto& w : workers_) {
+        auto acceptor = bind_acceptor(w->io(), listener.address, true, error);
+        if (!acceptor) return {};
+        out.push_back({std::move(acceptor), listener_key(listener)});
+    }
+    return out;
 }
 
 void server_impl::resolve_missing(const config::config& cfg) {
@@ -333,9 +364,13 @@ void server_impl::resolve_missing(const config::config& cfg) {
     }
 }
 
-void server_impl::install(std::shared_ptr<const snapshot> next) {
+void server_impl::install(std::shared_ptr<const snapshot> next,
+                          std::vector<std::vector<worker::new_acceptor>> added,
+                          std::vector<std::string> removed) {
     current_ = next;
-    for (auto& w : workers_) w->publish(next);
+    for (std::size_t w = 0; w < workers_.size(); ++w)
+        workers_[w]->publish(next, w < added.size() ? std::move(added[w]) : std::vector<worker::new_acceptor>{},
+                             removed);
     if (!draining_) prober_ = std::make_unique<health_prober>(io_, next);
     registry_.prune();
 }
@@ -395,7 +430,10 @@ status_facts server_impl::facts() const {
     status_facts f;
     f.snap = current_.get();
     f.history = &history_;
-    for (const auto& w : workers_) f.active_connections += w->active_connections();
+    for (const auto& w : workers_) {
+        f.active_connections += w->active_connections();
+        f.workers.push_back(&std::as_const(*w).metrics());
+    }
     return f;
 }
 

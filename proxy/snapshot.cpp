@@ -15,6 +15,33 @@ std::string join_host_port(const std::string& ip, std::uint16_t port) {
 
 } // namespace
 
+namespace {
+// Listener metrics ids by bind key, and the names they were last given.
+// Written by build_snapshot and read at scrape, both on the control thread.
+std::map<std::string, std::uint32_t>& listener_ids() {
+    static std::map<std::string, std::uint32_t> ids;
+    return ids;
+}
+std::vector<std::string>& listener_names() {
+    static std::vector<std::string> names;
+    return names;
+}
+} // namespace
+
+std::string listener_name_for_metrics(std::uint32_t id) {
+    return id < listener_names().size() ? listener_names()[id] : std::to_string(id);
+}
+
+std::string listener_key(const config::listener& l) {
+    return join_host_port(l.address.host, l.address.port);
+}
+
+const listener_entry* snapshot::find_listener(std::string_view key) const {
+    for (const auto& l : listeners)
+        if (l.key == key) return &l;
+    return nullptr;
+}
+
 const upstream_entry* snapshot::find_upstream(std::string_view name) const {
     for (const auto& u : upstreams)
         if (u.cfg->name == name) return &u;
@@ -62,12 +89,17 @@ std::shared_ptr<const snapshot> build_snapshot(config::config cfg, std::uint64_t
     for (const auto& l : snap->cfg.listeners) {
         listener_entry e;
         e.cfg = &l;
+        e.key = listener_key(l);
+        const auto [it, added] = listener_ids().try_emplace(e.key, static_cast<std::uint32_t>(listener_ids().size()));
+        e.metrics_id = it->second;
+        if (listener_names().size() <= e.metrics_id) listener_names().resize(e.metrics_id + 1);
+        listener_names()[e.metrics_id] = l.name;
         if (l.tls) {
             try {
                 e.tls = std::make_shared<tls::server_contexts>(*l.tls);
             } catch (const std::exception& ex) {
-                throw std::runtime_error("listeners[" + std::to_string(snap->listeners.size()) +
-                                         "].tls: " + ex.what());
+                throw snapshot_error("listeners[" + std::to_string(snap->listeners.size()) +
+                                         "].tls.certificates", ex.what());
             }
         }
         for (const auto& r : l.routes) {

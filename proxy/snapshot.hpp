@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <stdexcept>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,8 +37,14 @@ struct upstream_entry {
     mutable std::vector<worker_cursor> cursors;
 };
 
+// A listener's identity across reloads: its bind address. A reload that
+// keeps a bind keeps the sockets (and connections) of that listener.
+std::string listener_key(const config::listener& l);
+
 struct listener_entry {
     const config::listener* cfg = nullptr;
+    std::string key; // listener_key(*cfg)
+    std::uint32_t metrics_id = 0; // stable per bind for the process's life (metrics series)
     std::vector<compiled_route> routes;
     std::shared_ptr<tls::server_contexts> tls; // certificates read for this snapshot; null for HTTP
 };
@@ -50,6 +57,19 @@ struct snapshot {
     std::vector<listener_entry> listeners; // parallel to cfg.listeners
 
     const upstream_entry* find_upstream(std::string_view name) const;
+    // The listener bound at `key`, or nullptr (a reload removed it).
+    const listener_entry* find_listener(std::string_view key) const;
+};
+
+// The name last seen for a listener metrics id (control thread only).
+std::string listener_name_for_metrics(std::uint32_t id);
+
+// A part of the configuration that could not be loaded (a certificate):
+// `key` is its key path, for config::error_at.
+struct snapshot_error : std::runtime_error {
+    snapshot_error(std::string key_path, const std::string& message)
+        : std::runtime_error(message), key(std::move(key_path)) {}
+    std::string key;
 };
 
 // Host name -> its addresses (IP literals), as last resolved.
@@ -59,8 +79,7 @@ using address_book = std::map<std::string, std::vector<std::string>>;
 // server into one server per address (IP literals as they are, names from
 // `dns`; a name not in `dns` gives no server until it resolves) and takes
 // each server's shared state from `registry`, and loads the listeners'
-// certificates (std::runtime_error naming the listener and file when one
-// fails). Runs on the control thread.
+// certificates (snapshot_error naming the key and file when one fails). Runs on the control thread.
 std::shared_ptr<const snapshot> build_snapshot(config::config cfg, std::uint64_t generation,
                                                server_registry& registry, const address_book& dns);
 

@@ -34,7 +34,7 @@ worker::~worker() {
     // sessions those own) instead of being destroyed mid-flight with the
     // io_context.
     boost::system::error_code ignored;
-    for (auto& slot : acceptors_) slot.acceptor->close(ignored);
+    for (auto& slot : acceptors_) slot->acceptor->close(ignored);
     const std::vector<session_base*> current(sessions_.begin(), sessions_.end());
     for (auto* s : current)
         if (sessions_.count(s) != 0) s->close_now();
@@ -46,12 +46,12 @@ worker::~worker() {
     if (!access_log_.empty()) access_log_.flush();
 }
 
-void worker::add_acceptor(std::unique_ptr<tcp::acceptor> acceptor, std::size_t listener_index) {
-    acceptors_.push_back({std::move(acceptor), listener_index});
+void worker::add_acceptor(new_acceptor a) {
+    acceptors_.push_back(std::make_shared<acceptor_slot>(acceptor_slot{std::move(a.acceptor), std::move(a.key)}));
 }
 
 void worker::start() {
-    for (std::size_t i = 0; i < acceptors_.size(); ++i) accept_loop(i);
+    for (const auto& slot : acceptors_) accept_loop(slot);
     arm_pool_sweep();
     thread_ = std::thread([this] {
         // Keep running through the drain until the control thread stops us.
@@ -61,11 +61,11 @@ void worker::start() {
     });
 }
 
-void worker::accept_loop(std::size_t acceptor_index) {
+void worker::accept_loop(std::shared_ptr<acceptor_slot> slot_ptr) {
     net::co_spawn(
         io_,
-        [this, acceptor_index]() -> net::awaitable<void> {
-            auto& slot = acceptors_[acceptor_index];
+        [this, slot_ptr]() -> net::awaitable<void> {
+            auto& slot = *slot_ptr;
             bool logged_exhaustion = false;
             net::steady_timer backoff(io_);
             for (;;) {
@@ -93,7 +93,7 @@ void worker::accept_loop(std::size_t acceptor_index) {
                     backoff.expires_after(std::chrono::milliseconds(5));
                     co_await backoff.async_wait(net::as_tuple(net::use_awaitable));
                 }
-                start_session(*this, std::move(socket), slot.listener_index);
+                start_session(*this, std::move(socket), slot.key);
             }
         },
         net::detached);
@@ -108,9 +108,29 @@ void worker::arm_pool_sweep() {
     });
 }
 
-void worker::publish(std::shared_ptr<const snapshot> next) {
-    net::post(io_, [this, next = std::move(next)]() mutable {
+void worker::publish(std::shared_ptr<const snapshot> next, std::vector<new_acceptor> added,
+                     std::vector<std::string> removed) {
+    net::post(io_, [this, next = std::move(next), added = std::move(added),
+                    removed = std::move(removed)]() mutable {
         snapshot_ = std::move(next);
+        for (const auto& key : removed) {
+            std::erase_if(acceptors_, [&](const std::shared_ptr<acceptor_slot>& slot) {
+                if (slot->key != key) return false;
+                boost::system::error_code ignored;
+                slot->acceptor->close(ignored);
+                return true;
+            });
+            // Its connections drain: idle ones close now, busy ones after
+            // their response.
+            const std::vector<session_base*> current(sessions_.begin(), sessions_.end());
+            for (auto* session : current)
+                if (sessions_.count(session) != 0 && session->listener() == key) session->on_drain();
+        }
+        for (auto& a : added) {
+            auto slot = std::make_shared<acceptor_slot>(acceptor_slot{std::move(a.acceptor), std::move(a.key)});
+            acceptors_.push_back(slot);
+            if (!draining_) accept_loop(slot);
+        }
         // Idle connections to servers that left close now; one in use
         // finishes its exchange first.
         std::vector<const server_state*> keep;
@@ -125,7 +145,7 @@ void worker::begin_drain() {
         draining_ = true;
         for (auto& slot : acceptors_) {
             boost::system::error_code ignored;
-            slot.acceptor->close(ignored);
+            slot->acceptor->close(ignored);
         }
         // on_drain may close a session, which detaches it: iterate a copy.
         const std::vector<session_base*> current(sessions_.begin(), sessions_.end());

@@ -7,6 +7,7 @@
 // worker by posting to its io_context.
 
 #include "proxy/access_log.hpp"
+#include "proxy/metrics.hpp"
 #include "proxy/request_id.hpp"
 #include "proxy/snapshot.hpp"
 #include "proxy/upstream_pool.hpp"
@@ -17,6 +18,7 @@
 
 #include <atomic>
 #include <memory>
+#include <string>
 #include <thread>
 #include <unordered_set>
 #include <vector>
@@ -31,6 +33,8 @@ public:
     virtual void on_drain() = 0;
     // Shutdown grace is over: close whatever the state.
     virtual void close_now() = 0;
+    // The key of the listener it was accepted on.
+    virtual const std::string& listener() const = 0;
 };
 
 class worker {
@@ -43,45 +47,57 @@ public:
     int id() const { return id_; }
     boost::asio::io_context& io() { return io_; }
 
-    // Before start(): accept on `acceptor` (opened, bound and listening on
-    // this worker's io_context) for listener number `listener_index`.
-    void add_acceptor(std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor,
-                      std::size_t listener_index);
+    // An acceptor (opened, bound and listening on this worker's io_context)
+    // for the listener bound at `key`.
+    struct new_acceptor {
+        std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor;
+        std::string key;
+    };
+    // Before start(): accept on `a`.
+    void add_acceptor(new_acceptor a);
     void start();
 
     // --- called from the control thread ---
-    void publish(std::shared_ptr<const snapshot> next);
+    // Makes `next` current; then starts accepting on `added` and stops
+    // accepting (and closes the idle connections of) the listeners in
+    // `removed` (keys). Unchanged listeners keep their sockets.
+    void publish(std::shared_ptr<const snapshot> next, std::vector<new_acceptor> added = {},
+                 std::vector<std::string> removed = {});
     void begin_drain();
     void close_all();
     void stop_and_join();
     int active_connections() const { return active_.load(std::memory_order_relaxed); }
+    const worker_metrics& metrics() const { return metrics_; }
 
     // --- called on the worker's thread ---
     const std::shared_ptr<const snapshot>& current() const { return snapshot_; }
     bool draining() const { return draining_; }
     upstream_pool& pool() { return pool_; }
     request_id_generator& ids() { return ids_; }
+    worker_metrics& metrics() { return metrics_; }
     void log_access(const access_record& r);
     void attach(session_base* s);
     void detach(session_base* s);
 
 private:
-    void accept_loop(std::size_t acceptor_index);
+    struct acceptor_slot {
+        std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor;
+        std::string key;
+    };
+    // Lifetime: the loop holds its slot, so removing it from acceptors_ is safe.
+    void accept_loop(std::shared_ptr<acceptor_slot> slot);
     void arm_pool_sweep();
 
     const int id_;
     boost::asio::io_context io_{1};
     std::thread thread_;
     std::shared_ptr<const snapshot> snapshot_;
-    struct acceptor_slot {
-        std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor;
-        std::size_t listener_index;
-    };
-    std::vector<acceptor_slot> acceptors_;
+    std::vector<std::shared_ptr<acceptor_slot>> acceptors_;
     std::unordered_set<session_base*> sessions_;
     upstream_pool pool_;
     request_id_generator ids_;
     access_log_writer access_log_;
+    worker_metrics metrics_; // written by this worker only, read at scrape
     boost::asio::steady_timer log_flush_timer_{io_};
     bool log_flush_armed_ = false;
     boost::asio::steady_timer pool_sweep_timer_{io_};

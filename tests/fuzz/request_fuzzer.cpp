@@ -220,7 +220,14 @@ void forward_and_check(const http::message_head& req, const choices& how) {
     SLUICE_FUZZ_CHECK(sluice::fuzz::clean_head(out), "forward: CR/LF or a control character injected");
     // 2. It parses again, whole.
     http::message_head fwd;
-    SLUICE_FUZZ_CHECK(http::parse_request_head(out, fwd) == http::parse_status::ok, "forward: head does not re-parse");
+    const auto reparsed = http::parse_request_head(out, fwd);
+    if (reparsed == http::parse_status::too_many_fields) {
+        // The client's fields (up to the parser's 128) plus the ones the
+        // proxy adds: a known finding (README.md).
+        SLUICE_FUZZ_KNOWN(false, "forward: head has more fields than the parser accepts");
+        return;
+    }
+    SLUICE_FUZZ_CHECK(reparsed == http::parse_status::ok, "forward: head does not re-parse");
     SLUICE_FUZZ_CHECK(fwd.head_size == out.size(), "forward: re-parsed head is shorter than what was built");
     if (!forwarded) return; // connection.cpp answers locally; the rest is about what reaches an upstream
 

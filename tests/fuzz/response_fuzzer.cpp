@@ -97,7 +97,14 @@ void relay_and_check(const http::message_head& resp, const request_facts& req) {
                       "relay: a control character in the reason phrase relayed to the client");
     // 2. It parses again, whole, as the same status.
     http::message_head back;
-    SLUICE_FUZZ_CHECK(http::parse_response_head(out, back) == http::parse_status::ok, "relay: head does not re-parse");
+    const auto reparsed = http::parse_response_head(out, back);
+    if (reparsed == http::parse_status::too_many_fields) {
+        // The upstream's fields (up to the parser's 128) plus the ones the
+        // proxy adds: a known finding (README.md).
+        SLUICE_FUZZ_KNOWN(false, "relay: head has more fields than the parser accepts");
+        return;
+    }
+    SLUICE_FUZZ_CHECK(reparsed == http::parse_status::ok, "relay: head does not re-parse");
     SLUICE_FUZZ_CHECK(back.head_size == out.size(), "relay: re-parsed head is shorter than what was built");
     SLUICE_FUZZ_CHECK(back.status == resp.status && back.version_minor == 1, "relay: status line changed");
     if (!resp.reason.empty()) SLUICE_FUZZ_CHECK(back.reason == resp.reason, "relay: reason phrase changed");

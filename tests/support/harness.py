@@ -4,7 +4,8 @@ What lives here:
 - free_port(), wait_until(): ports discovered, waits bounded by deadlines.
 - HttpClient / Response: a small raw HTTP/1.1 client over one socket
   (Content-Length, chunked and close-delimited bodies, keep-alive reuse,
-  pipelining, interim 1xx responses).
+  pipelining, interim 1xx responses); TlsHttpClient is the same over TLS
+  (SNI, session resumption, ALPN and the peer certificate exposed).
 - to_yaml(), proxy_config(): the YAML config file written for each test.
 - Origin: a `sluice-bench origin` process on 127.0.0.1 (or another loopback
   address, `host=`).
@@ -30,6 +31,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import threading
@@ -380,6 +382,60 @@ class HttpClient:
                 self.eof = True
                 return "eof", bytes(data)
             data += chunk
+
+
+class TlsHttpClient(HttpClient):
+    """An HttpClient over TLS: the TCP connection is wrapped with `context`
+    (an ssl.SSLContext), sending `server_hostname` as SNI (None: no SNI) and
+    offering `session` for resumption. The handshake completes (or raises
+    ssl.SSLError / OSError) within `timeout` before the constructor returns.
+    A TLS close without close_notify counts as EOF, like a TCP close."""
+
+    def __init__(self, port, context, server_hostname=None, session=None, host=LOOPBACK, timeout=10.0):
+        self.port = port
+        self.timeout = timeout
+        self.buf = bytearray()
+        self.eof = False
+        raw = socket.create_connection((host, port), timeout=timeout)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            self.sock = context.wrap_socket(raw, server_hostname=server_hostname, session=session)
+        except BaseException:
+            raw.close()
+            raise
+
+    def _fill(self, deadline):
+        try:
+            return super()._fill(deadline)
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            self.eof = True
+            return False
+
+    def wait_closed(self, timeout):
+        try:
+            return super().wait_closed(timeout)
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            self.eof = True
+            return "eof", b""
+
+    # -- what was negotiated
+    @property
+    def session(self):
+        return self.sock.session
+
+    @property
+    def session_reused(self):
+        return self.sock.session_reused
+
+    def version(self):
+        return self.sock.version()
+
+    def alpn(self):
+        return self.sock.selected_alpn_protocol()
+
+    def peer_der(self):
+        """The server's leaf certificate (DER bytes)."""
+        return self.sock.getpeercert(binary_form=True)
 
 
 class BackgroundSender:
