@@ -853,7 +853,12 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
         co_return false; // the response is cut short: closing tells the client
     }
     ++conn.requests;
-    if (upstream_keep_alive && keep_alive && framing != http::framing::until_close &&
+    // The upstream connection is reusable when its exchange is complete:
+    // the whole request went out and the response ended by its framing. The
+    // client's own Connection: close has nothing to do with it.
+    const bool request_sent_whole =
+        !sender || (sender->finished && sender->result.outcome == relay_outcome::complete);
+    if (upstream_keep_alive && request_sent_whole && framing != http::framing::until_close &&
         conn.buffer.empty())
         worker_.pool().put(std::move(upstream_));
     upstream_.reset();

@@ -95,6 +95,19 @@ def test_connection_close_from_client_closes_after_the_response(proxy, env):
     assert how in ("eof", "reset") and data == b"", (how, data)
 
 
+def test_client_connection_close_keeps_the_upstream_connection_pooled(proxy, env):
+    # A client that closes after each request (a new connection per request)
+    # must not cost a new upstream connection each time.
+    seen = set()
+    for _ in range(5):
+        c = env.client(proxy)
+        r = c.get("/small", {"Connection": "close"})
+        assert r.status == 200, r
+        seen.add(r.header("X-Origin-Connection"))
+        c.wait_closed(3)
+    assert len(seen) == 1, seen
+
+
 def test_pooled_connection_closed_by_the_origin_is_not_a_failure(proxy, origin, env):
     # SPEC 4: a request on a pooled connection that the upstream had closed
     # (no response byte received) is retried on a fresh connection when the
