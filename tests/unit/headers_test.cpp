@@ -6,6 +6,7 @@
 #include "proxy/headers.hpp"
 
 #include <catch2/catch.hpp>
+#include "http_printers.hpp"
 
 #include <arpa/inet.h>
 
@@ -18,28 +19,6 @@ namespace cfg = sluice::config;
 namespace http = sluice::proxy::http;
 namespace proxy = sluice::proxy;
 
-// Parse results and framings print by name; the same specializations are in
-// http_parser_test.cpp and must stay identical (one definition).
-namespace Catch {
-template <> struct StringMaker<http::parse_status> {
-    static std::string convert(http::parse_status s) { return http::to_string(s); }
-};
-template <> struct StringMaker<http::framing> {
-    static std::string convert(http::framing f) {
-        switch (f) {
-        case http::framing::none:
-            return "none";
-        case http::framing::content_length:
-            return "content_length";
-        case http::framing::chunked:
-            return "chunked";
-        case http::framing::until_close:
-            return "until_close";
-        }
-        return "framing(?)";
-    }
-};
-} // namespace Catch
 
 namespace {
 

@@ -5,6 +5,7 @@
 #include "proxy/http_parser.hpp"
 
 #include <catch2/catch.hpp>
+#include "http_printers.hpp"
 
 #include <string>
 #include <vector>
@@ -13,27 +14,6 @@ namespace http = sluice::proxy::http;
 using http::framing;
 using http::parse_status;
 
-// The same specializations are in headers_test.cpp: they must stay identical (one definition).
-namespace Catch {
-template <> struct StringMaker<http::parse_status> {
-    static std::string convert(http::parse_status s) { return http::to_string(s); }
-};
-template <> struct StringMaker<http::framing> {
-    static std::string convert(http::framing f) {
-        switch (f) {
-        case http::framing::none:
-            return "none";
-        case http::framing::content_length:
-            return "content_length";
-        case http::framing::chunked:
-            return "chunked";
-        case http::framing::until_close:
-            return "until_close";
-        }
-        return "framing(?)";
-    }
-};
-} // namespace Catch
 
 namespace {
 
