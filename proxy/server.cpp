@@ -3,6 +3,7 @@
 #include "config/load.hpp"
 #include "proxy/access_log.hpp"
 #include "proxy/admin.hpp"
+#include "proxy/config_watch.hpp"
 #include "proxy/health.hpp"
 #include "proxy/resolver.hpp"
 #include "proxy/log.hpp"
@@ -130,6 +131,13 @@ private:
     // Re-resolution: every resolve_every(), names are resolved on a thread
     // of their own; changed answers make a new snapshot (same generation).
     void arm_resolve_timer();
+    // Starts or stops watching the file as config.watch says.
+    void update_watch() {
+        if (current_->cfg.watch && !watch_ && !draining_)
+            watch_ = std::make_unique<config_watch>(io_, current_->cfg.path, [this] { reload("watch"); });
+        else if (!current_->cfg.watch)
+            watch_.reset();
+    }
     void apply_resolution(std::map<std::string, resolve_result> results);
     void begin_shutdown();
     void poll_drain(std::chrono::steady_clock::time_point deadline);
@@ -148,6 +156,7 @@ private:
     reload_history history_;
     address_book dns_; // last good answer per name
     std::unique_ptr<health_prober> prober_;
+    std::unique_ptr<config_watch> watch_; // while config.watch is on
     net::steady_timer resolve_timer_{io_};
     std::thread resolve_thread_;
     bool resolving_ = false;
@@ -196,6 +205,7 @@ int server_impl::run() {
     for (auto& w : workers_) w->start();
     prober_ = std::make_unique<health_prober>(io_, current_);
     arm_resolve_timer();
+    update_watch();
     admin_->start();
     wait_for_signals();
     ready_ = true;
@@ -208,6 +218,7 @@ int server_impl::run() {
     io_.run();
 
     prober_.reset();
+    watch_.reset();
     if (resolve_thread_.joinable()) resolve_thread_.join();
     workers_.clear(); // joins each worker and frees what it still held
     log::info("stopped");
@@ -264,6 +275,7 @@ void server_impl::poll_drain(std::chrono::steady_clock::time_point deadline) {
         drain_timer_.cancel();
         resolve_timer_.cancel();
         if (prober_) prober_.reset();
+        watch_.reset();
         signals_.cancel();
         if (admin_) admin_->stop();
         io_.stop();
@@ -331,6 +343,7 @@ reload_result server_impl::reload(const char* trigger) {
     }
     install(next, std::move(added), std::move(removed));
     arm_resolve_timer();
+    update_watch();
     history_.record_success(next->loaded_at);
     result.ok = true;
     result.generation = next->generation;
