@@ -119,3 +119,37 @@ def test_reload_adds_and_removes_listeners(env):
     wait_until(lambda: generation(proxy) == 3, 5, message="the reload removing a listener")
     wait_until(lambda: not harness.port_accepts(extra_port), 5, message="the removed listener to stop accepting")
     assert body_at(proxy.port) == b"main\n"
+
+
+def test_reloads_changing_upstreams_under_load_fail_no_request(env, tmp_path):
+    # Steady keep-alive load while the upstream list changes ten times
+    # (servers leave and join): every request answered 200, no error.
+    import json
+    import subprocess
+    import threading
+
+    origins = [env.origin(f"o{i}") for i in range(3)]
+    ups = lambda members: [harness.upstream("backend", members)]
+    routes = [{"match": {"path_prefix": "/"}, "upstream": "backend"}]
+    cfg = env.config(routes, ups(origins[:2]), workers=2)
+    proxy = env.sluice(cfg)
+    out = tmp_path / "load.json"
+    load = subprocess.Popen(
+        [env.bench_bin, "load", f"http://127.0.0.1:{proxy.port}/small", "--connections", "8",
+         "--threads", "1", "--duration", "4s", "--json", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        sets = [origins[1:], origins[:1] + origins[2:], origins, origins[:2], origins[2:]]
+        for n in range(10):
+            cfg["upstreams"] = ups(sets[n % len(sets)])
+            write_atomically(proxy.config_path, harness.to_yaml(cfg) + "\n")
+            proxy.signal(signal.SIGHUP)
+            wait_until(lambda: generation(proxy) == n + 2, 5, message=f"reload {n + 1}")
+        assert load.wait(timeout=30) == 0
+    finally:
+        if load.poll() is None:
+            load.kill()
+    result = json.loads(out.read_text())
+    assert result["requests"] > 100, result
+    assert result["errors"]["total"] == 0, result["errors"]
+    assert result["status_codes"] == {"200": result["requests"]}, result["status_codes"]
