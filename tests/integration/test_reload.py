@@ -188,3 +188,25 @@ def test_200_reloads_leak_no_memory_or_descriptors(env):
     # Health-check sockets may be open at any instant; allow for those.
     assert fds() <= fds_before + 2, (fds_before, fds())
     assert rss_kib() - rss_before < 4096, (rss_before, rss_kib())
+
+
+def test_websocket_survives_a_reload_that_removes_its_server(env):
+    # Vite HMR sockets must not drop on a reload, even when their server
+    # leaves the list: they live until either side closes them.
+    a, b = env.origin("a"), env.origin("b")
+    routes = [{"match": {"path_prefix": "/"}, "upstream": "backend"}]
+    cfg = env.config(routes, [harness.upstream("backend", [a])])
+    proxy = env.sluice(cfg)
+    c = env.client(proxy, timeout=10)
+    ws = harness.WebSocketClient(c)
+    r = ws.handshake("/ws")
+    assert r.status == 101, r
+    ws.send_text("before")
+    assert ws.recv_message(timeout=5)[1] == b"before"
+    cfg["upstreams"] = [harness.upstream("backend", [b])]
+    write_atomically(proxy.config_path, harness.to_yaml(cfg) + "\n")
+    proxy.signal(signal.SIGHUP)
+    wait_until(lambda: generation(proxy) == 2, 5, message="the reload")
+    assert env.client(proxy).get("/small").header("X-Origin") == "b"
+    ws.send_text("after")
+    assert ws.recv_message(timeout=5)[1] == b"after"
