@@ -425,20 +425,22 @@ net::awaitable<bool> client_session<Stream>::send_error(proxy_error e, bool keep
 
 template <typename Stream>
 net::awaitable<bool> client_session<Stream>::serve_one() {
-    snap_ = worker_.current();
-    const auto& cfg = snap_->cfg;
     if (in_.empty()) {
         if (draining()) co_return false;
         idle_ = true;
-        lowest().expires_after(cfg.timeouts.client_idle);
-        auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(cfg));
+        const auto& idle_cfg = worker_.current()->cfg;
+        lowest().expires_after(idle_cfg.timeouts.client_idle);
+        auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(idle_cfg));
         auto [ec, n] = co_await stream_.async_read_some(net::buffer(p, room), use_tuple);
         idle_ = false;
         if (ec) co_return false;
         in_.commit(n);
-        // A drain that began while the request was arriving still lets it finish.
-        snap_ = worker_.current();
     }
+    // The request runs on the snapshot current when its first byte arrived,
+    // to its end, whatever reloads happen meanwhile. (A reference into a
+    // snapshot must not outlive a wait unless snap_ holds that snapshot.)
+    snap_ = worker_.current();
+    const auto& cfg = snap_->cfg;
     started_ = steady_clock::now();
     status_ = 0;
     bytes_in_ = bytes_out_ = 0;
