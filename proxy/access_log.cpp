@@ -48,7 +48,8 @@ bool open_access_log(const std::string& path, std::string& error) {
 }
 
 bool reopen_access_log(std::string& error) {
-    if (log_path == "stdout") return true;
+    if (log_path == "stdout")
+        return true;
     const int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) {
         error = "cannot reopen access log " + log_path + ": " + std::strerror(errno);
@@ -69,7 +70,8 @@ void access_log_writer::append(const access_record& r) {
         cached_second_ = secs;
     }
     const auto ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+        std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() %
+        1000;
     auto& out = buffer_;
     out.append(R"({"ts":")");
     out.append(cached_prefix_);
@@ -100,7 +102,8 @@ void access_log_writer::append(const access_record& r) {
     out.push_back(static_cast<char>('0' + frac % 10));
     append_text_field(out, "upstream", r.upstream);
     append_text_field(out, "server", r.server);
-    if (!r.error.empty()) append_text_field(out, "error", r.error);
+    if (!r.error.empty())
+        append_text_field(out, "error", r.error);
     out.append("}\n");
 }
 
@@ -116,7 +119,8 @@ void access_log_writer::flush() {
         }
         const auto written = ::write(log_fd, rest.data(), n);
         if (written < 0) {
-            if (errno == EINTR) continue;
+            if (errno == EINTR)
+                continue;
             break; // the log is lost rather than the proxy blocked
         }
         rest.remove_prefix(static_cast<std::size_t>(written));

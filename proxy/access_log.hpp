@@ -34,7 +34,7 @@ bool open_access_log(const std::string& path, std::string& error);
 bool reopen_access_log(std::string& error);
 
 class access_log_writer {
-public:
+  public:
     void append(const access_record& r);
     bool empty() const { return buffer_.empty(); }
     bool full() const { return buffer_.size() >= flush_bytes; }
@@ -43,7 +43,7 @@ public:
     // interleave on a pipe.
     void flush();
 
-private:
+  private:
     static constexpr std::size_t flush_bytes = 16 * 1024;
     std::string buffer_;
     std::time_t cached_second_ = 0;

@@ -41,8 +41,10 @@ http::response<http::string_body> answer(const http::request<http::string_body>&
     if (path == "/healthz" && get) {
         text(http::status::ok, "ok\n");
     } else if (path == "/ready" && get) {
-        if (control.ready()) text(http::status::ok, "ready\n");
-        else text(http::status::service_unavailable, "not ready\n");
+        if (control.ready())
+            text(http::status::ok, "ready\n");
+        else
+            text(http::status::service_unavailable, "not ready\n");
     } else if (path == "/status" && get) {
         json(http::status::ok, control.status_json());
     } else if (path == "/metrics" && get) {
@@ -56,8 +58,10 @@ http::response<http::string_body> answer(const http::request<http::string_body>&
         const auto r = control.reload("admin");
         boost::json::object o;
         o["ok"] = r.ok;
-        if (r.ok) o["generation"] = r.generation;
-        else o["error"] = r.error;
+        if (r.ok)
+            o["generation"] = r.generation;
+        else
+            o["error"] = r.error;
         json(r.ok ? http::status::ok : http::status::bad_request, boost::json::serialize(o));
     } else if (path == "/healthz" || path == "/ready" || path == "/status" || path == "/metrics" ||
                path == "/reload" || path == "/") {
@@ -66,7 +70,8 @@ http::response<http::string_body> answer(const http::request<http::string_body>&
         text(http::status::not_found, "not found\n");
     }
     res.prepare_payload();
-    if (req.method() == http::verb::head) res.body().clear();
+    if (req.method() == http::verb::head)
+        res.body().clear();
     return res;
 }
 
@@ -79,12 +84,14 @@ net::awaitable<void> serve_admin_connection(tcp::socket socket, control_plane* c
         parser.header_limit(16 * 1024);
         parser.body_limit(64 * 1024);
         auto [ec, n] = co_await http::async_read(stream, buffer, parser, use_tuple);
-        if (ec) break;
+        if (ec)
+            break;
         auto req = parser.release();
         auto res = answer(req, *control);
         const bool keep = res.keep_alive();
         auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);
-        if (wec || !keep) break;
+        if (wec || !keep)
+            break;
     }
     boost::system::error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
@@ -101,9 +108,12 @@ void admin_server::start() {
         [this]() -> net::awaitable<void> {
             for (;;) {
                 auto [ec, socket] = co_await acceptor_.async_accept(use_tuple);
-                if (ec == net::error::operation_aborted || !acceptor_.is_open()) co_return;
-                if (ec) continue;
-                net::co_spawn(io_, serve_admin_connection(std::move(socket), &control_), net::detached);
+                if (ec == net::error::operation_aborted || !acceptor_.is_open())
+                    co_return;
+                if (ec)
+                    continue;
+                net::co_spawn(io_, serve_admin_connection(std::move(socket), &control_),
+                              net::detached);
             }
         },
         net::detached);

@@ -19,7 +19,7 @@ struct reload_result {
 };
 
 class control_plane {
-public:
+  public:
     virtual ~control_plane() = default;
     virtual bool ready() const = 0;
     virtual std::string status_json() const = 0;
@@ -29,14 +29,14 @@ public:
 };
 
 class admin_server {
-public:
+  public:
     // Listens on `acceptor` (already bound) and answers until stop().
     admin_server(boost::asio::io_context& io, boost::asio::ip::tcp::acceptor acceptor,
                  control_plane& control);
     void start();
     void stop();
 
-private:
+  private:
     boost::asio::io_context& io_;
     boost::asio::ip::tcp::acceptor acceptor_;
     control_plane& control_;

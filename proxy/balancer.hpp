@@ -21,12 +21,15 @@ int pick_smooth_weighted(std::span<std::int64_t> current, std::span<const int> w
     std::int64_t total = 0;
     int best = -1;
     for (std::size_t i = 0; i < current.size(); ++i) {
-        if (!eligible(i)) continue;
+        if (!eligible(i))
+            continue;
         current[i] += weights[i];
         total += weights[i];
-        if (best < 0 || current[i] > current[static_cast<std::size_t>(best)]) best = static_cast<int>(i);
+        if (best < 0 || current[i] > current[static_cast<std::size_t>(best)])
+            best = static_cast<int>(i);
     }
-    if (best >= 0) current[static_cast<std::size_t>(best)] -= total;
+    if (best >= 0)
+        current[static_cast<std::size_t>(best)] -= total;
     return best;
 }
 
@@ -43,7 +46,8 @@ int pick_least_loaded(std::span<const int> weights, std::size_t rotation, InFlig
     int best_weight = 1;
     for (std::size_t k = 0; k < n; ++k) {
         const std::size_t i = (rotation + k) % n;
-        if (!eligible(i)) continue;
+        if (!eligible(i))
+            continue;
         const std::int64_t load = in_flight(i);
         // load/weight < best_load/best_weight, without division.
         if (best < 0 || load * best_weight < best_load * weights[i]) {

@@ -10,7 +10,7 @@
 namespace sluice::proxy {
 
 class body_buffer {
-public:
+  public:
     explicit body_buffer(std::size_t memory_limit = 1024 * 1024) : memory_limit_(memory_limit) {}
     ~body_buffer();
     body_buffer(const body_buffer&) = delete;
@@ -32,7 +32,7 @@ public:
     // Forgets the body and gives back its memory and file.
     void clear();
 
-private:
+  private:
     std::size_t memory_limit_;
     std::string memory_;
     int fd_ = -1;

@@ -13,7 +13,7 @@
 namespace sluice::proxy {
 
 class byte_buffer {
-public:
+  public:
     explicit byte_buffer(std::size_t initial = 8192) : initial_(initial), capacity_(initial) {}
 
     std::string_view data() const { return {block_.get() + begin_, end_ - begin_}; }
@@ -22,14 +22,16 @@ public:
 
     void consume(std::size_t n) {
         begin_ += n;
-        if (begin_ == end_) begin_ = end_ = 0;
+        if (begin_ == end_)
+            begin_ = end_ = 0;
     }
 
     // Room for at least one byte (and up to `want`) at the end, growing the
     // block up to `limit` bytes in all. Returns an empty span when the
     // buffer already holds `limit` bytes.
     std::pair<char*, std::size_t> prepare(std::size_t want, std::size_t limit) {
-        if (!block_) block_ = std::make_unique<char[]>(capacity_);
+        if (!block_)
+            block_ = std::make_unique<char[]>(capacity_);
         if (capacity_ - end_ < want && begin_ > 0) {
             std::memmove(block_.get(), block_.get() + begin_, end_ - begin_);
             end_ -= begin_;
@@ -37,8 +39,10 @@ public:
         }
         if (capacity_ - end_ < want && capacity_ < limit) {
             std::size_t grown = capacity_ * 2;
-            while (grown - end_ < want && grown < limit) grown *= 2;
-            if (grown > limit) grown = limit;
+            while (grown - end_ < want && grown < limit)
+                grown *= 2;
+            if (grown > limit)
+                grown = limit;
             if (grown > capacity_) {
                 auto bigger = std::make_unique<char[]>(grown);
                 std::memcpy(bigger.get(), block_.get() + begin_, end_ - begin_);
@@ -49,7 +53,8 @@ public:
             }
         }
         std::size_t room = capacity_ - end_;
-        if (size() + room > limit) room = limit > size() ? limit - size() : 0;
+        if (size() + room > limit)
+            room = limit > size() ? limit - size() : 0;
         return {block_.get() + end_, room < want ? room : want};
     }
 
@@ -64,7 +69,7 @@ public:
         }
     }
 
-private:
+  private:
     std::size_t initial_;
     std::unique_ptr<char[]> block_;
     std::size_t capacity_;

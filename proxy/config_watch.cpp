@@ -40,9 +40,11 @@ struct config_watch::impl : std::enable_shared_from_this<impl> {
             return;
         }
         const auto slash = path.rfind('/');
-        const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+        const std::string dir =
+            slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
         if (::inotify_add_watch(fd, dir.c_str(),
-                                IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB) < 0) {
+                                IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB) <
+            0) {
             log::error("config watch failed", {{"dir", dir}, {"error", std::strerror(errno)}});
             ::close(fd);
             return;
@@ -56,7 +58,8 @@ struct config_watch::impl : std::enable_shared_from_this<impl> {
     void wait() {
         descriptor.async_wait(net::posix::stream_descriptor::wait_read,
                               [self = shared_from_this()](boost::system::error_code ec) {
-                                  if (ec) return;
+                                  if (ec)
+                                      return;
                                   self->drain_events();
                                   self->arm_settle();
                                   self->wait();
@@ -72,11 +75,13 @@ struct config_watch::impl : std::enable_shared_from_this<impl> {
     void arm_settle() {
         settle.expires_after(settle_time);
         settle.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-            if (ec) return;
+            if (ec)
+                return;
             auto content = read_all(self->path);
             // Only a real change reloads (an editor's touch does not); an
             // unreadable or half-written file is tried again on the next event.
-            if (content.empty() || content == self->last_content) return;
+            if (content.empty() || content == self->last_content)
+                return;
             self->last_content = std::move(content);
             self->on_change();
         });
@@ -100,6 +105,8 @@ config_watch::config_watch(net::io_context& io, std::string path, std::function<
     impl_->start();
 }
 
-config_watch::~config_watch() { impl_->stop(); }
+config_watch::~config_watch() {
+    impl_->stop();
+}
 
 } // namespace sluice::proxy

@@ -14,7 +14,7 @@
 namespace sluice::proxy {
 
 class config_watch {
-public:
+  public:
     // Calls `on_change` (on `io`'s thread) a short while after the file at
     // `path` changed content. Logs and watches nothing when inotify fails.
     config_watch(boost::asio::io_context& io, std::string path, std::function<void()> on_change);
@@ -22,7 +22,7 @@ public:
     config_watch(const config_watch&) = delete;
     config_watch& operator=(const config_watch&) = delete;
 
-private:
+  private:
     struct impl;
     std::shared_ptr<impl> impl_;
 };

@@ -56,16 +56,20 @@ std::pair<std::array<std::uint8_t, 16>, bool> address_bytes(const net::ip::addre
 }
 
 // The TCP socket under a tunnel end.
-tcp::socket& socket_of(tcp::socket& s) { return s; }
+tcp::socket& socket_of(tcp::socket& s) {
+    return s;
+}
 tcp::socket& socket_of(beast::ssl_stream<beast::tcp_stream>& s) {
     return beast::get_lowest_layer(s).socket();
 }
 
 // Decrements a server's in-flight count when the exchange using it ends.
 class in_flight_guard {
-public:
+  public:
     in_flight_guard() = default;
-    explicit in_flight_guard(server_state* s) : s_(s) { s_->in_flight.fetch_add(1, std::memory_order_relaxed); }
+    explicit in_flight_guard(server_state* s) : s_(s) {
+        s_->in_flight.fetch_add(1, std::memory_order_relaxed);
+    }
     in_flight_guard(const in_flight_guard&) = delete;
     in_flight_guard& operator=(in_flight_guard&& o) noexcept {
         release();
@@ -74,9 +78,10 @@ public:
     }
     ~in_flight_guard() { release(); }
 
-private:
+  private:
     void release() {
-        if (s_ != nullptr) s_->in_flight.fetch_sub(1, std::memory_order_relaxed);
+        if (s_ != nullptr)
+            s_->in_flight.fetch_sub(1, std::memory_order_relaxed);
         s_ = nullptr;
     }
     server_state* s_ = nullptr;
@@ -86,12 +91,17 @@ private:
 // the client gets (none when the client's side did not fail).
 proxy_error client_side_error(relay_outcome o) {
     switch (o) {
-    case relay_outcome::read_failed: return proxy_error::client_closed;
-    case relay_outcome::timeout: return proxy_error::body_timeout;
-    case relay_outcome::bad_framing: return proxy_error::bad_request;
-    case relay_outcome::too_large: return proxy_error::body_too_large;
+    case relay_outcome::read_failed:
+        return proxy_error::client_closed;
+    case relay_outcome::timeout:
+        return proxy_error::body_timeout;
+    case relay_outcome::bad_framing:
+        return proxy_error::bad_request;
+    case relay_outcome::too_large:
+        return proxy_error::body_too_large;
     case relay_outcome::complete:
-    case relay_outcome::write_failed: return proxy_error::none;
+    case relay_outcome::write_failed:
+        return proxy_error::none;
     }
     return proxy_error::none;
 }
@@ -109,9 +119,8 @@ struct body_sender {
 
 // Stream: beast::tcp_stream for plain HTTP, beast::ssl_stream<tcp_stream>
 // for HTTPS listeners.
-template <typename Stream>
-class client_session final : public session_base {
-public:
+template <typename Stream> class client_session final : public session_base {
+  public:
     static constexpr bool is_tls = !std::is_same_v<Stream, beast::tcp_stream>;
 
     // `contexts` (HTTPS only) is kept for the connection's life: the SNI
@@ -124,7 +133,8 @@ public:
         const auto peer = lowest().socket().remote_endpoint(ec);
         if (!ec) {
             client_ip_ = peer.address().is_v6() && peer.address().to_v6().is_v4_mapped()
-                             ? net::ip::make_address_v4(net::ip::v4_mapped, peer.address().to_v6()).to_string()
+                             ? net::ip::make_address_v4(net::ip::v4_mapped, peer.address().to_v6())
+                                   .to_string()
                              : peer.address().to_string();
             const auto [bytes, v6] = address_bytes(peer.address());
             for (const auto& cidr : worker_.current()->cfg.forwarded.trusted_proxies)
@@ -143,24 +153,27 @@ public:
     // The connection's coroutine; owns the session (lifetime: until it returns).
     static net::awaitable<void> serve(std::unique_ptr<client_session> self) {
         if constexpr (is_tls) {
-            if (!co_await self->handshake()) co_return;
+            if (!co_await self->handshake())
+                co_return;
         }
         for (;;) {
             const bool keep = co_await self->serve_one();
-            if (!keep) break;
+            if (!keep)
+                break;
         }
         co_await self->finish();
     }
 
     void on_drain() override {
         drain_requested_ = true;
-        if (idle_) close_sockets();
+        if (idle_)
+            close_sockets();
         // Otherwise the response in progress carries Connection: close.
     }
     void close_now() override { close_sockets(); }
     const std::string& listener() const override { return listener_key_; }
 
-private:
+  private:
     // The TLS handshake, within client_header. Failures (scanners, old
     // clients) are logged at debug only: they must not flood the log.
     net::awaitable<bool> handshake() {
@@ -219,14 +232,16 @@ private:
         lowest().expires_never(); // the stream's own timeout would close the socket
         client_timed_out_ = false;
         client_timer_.expires_after(d);
-        client_timer_.async_wait([this, round = ++client_timer_round_](boost::system::error_code ec) {
-            // Lifetime: the timer is a member; when the session is destroyed
-            // this runs with operation_aborted and returns.
-            if (ec || round != client_timer_round_) return;
-            client_timed_out_ = true;
-            boost::system::error_code ignored;
-            lowest().socket().cancel(ignored);
-        });
+        client_timer_.async_wait(
+            [this, round = ++client_timer_round_](boost::system::error_code ec) {
+                // Lifetime: the timer is a member; when the session is destroyed
+                // this runs with operation_aborted and returns.
+                if (ec || round != client_timer_round_)
+                    return;
+                client_timed_out_ = true;
+                boost::system::error_code ignored;
+                lowest().socket().cancel(ignored);
+            });
     }
     void disarm_client_timer() {
         ++client_timer_round_; // a wakeup already due must not cancel what comes next
@@ -239,17 +254,20 @@ private:
         using executor_type = net::any_io_executor;
         executor_type get_executor() { return s->stream_.get_executor(); }
         void expires_after(std::chrono::milliseconds d) { s->arm_client_timer(d); }
-        template <typename Buffers, typename Token> auto async_read_some(const Buffers& b, Token&& t) {
+        template <typename Buffers, typename Token>
+        auto async_read_some(const Buffers& b, Token&& t) {
             return s->stream_.async_read_some(b, std::forward<Token>(t));
         }
-        template <typename Buffers, typename Token> auto async_write_some(const Buffers& b, Token&& t) {
+        template <typename Buffers, typename Token>
+        auto async_write_some(const Buffers& b, Token&& t) {
             return s->stream_.async_write_some(b, std::forward<Token>(t));
         }
     };
     // How relaying the request body from the client ended, as the error the
     // client gets (none when the client's side did not fail).
     proxy_error client_side_error(relay_outcome o) const {
-        if (o == relay_outcome::read_failed && client_timed_out_) return proxy_error::body_timeout;
+        if (o == relay_outcome::read_failed && client_timed_out_)
+            return proxy_error::body_timeout;
         return sluice::proxy::client_side_error(o);
     }
     void log_request();
@@ -259,22 +277,24 @@ private:
 
     beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
     decltype(auto) tunnel_end() {
-        if constexpr (is_tls) return (stream_);
-        else return (lowest().socket());
+        if constexpr (is_tls)
+            return (stream_);
+        else
+            return (lowest().socket());
     }
 
     worker& worker_;
     Stream stream_;
-    const std::string listener_key_; // the bind it was accepted on (see listener_key)
+    const std::string listener_key_;  // the bind it was accepted on (see listener_key)
     const std::uint32_t listener_id_; // its metrics id
     std::shared_ptr<tls::server_contexts> contexts_;
     std::string client_ip_;
     bool peer_trusted_ = false;
     bool draining() const { return drain_requested_ || worker_.draining(); }
 
-    bool idle_ = false;      // waiting for the first byte of a request
+    bool idle_ = false;            // waiting for the first byte of a request
     bool drain_requested_ = false; // this connection's listener is going away
-    bool linger_ = false;    // close gracefully: the client may still be sending
+    bool linger_ = false;          // close gracefully: the client may still be sending
     byte_buffer in_;
     // Timeouts on reads from the client that must still be answered (408):
     // Beast's stream timeout would close the socket, this one only cancels.
@@ -306,15 +326,14 @@ private:
     proxy_error error_ = proxy_error::none;
 };
 
-template <typename Stream>
-void client_session<Stream>::close_sockets() {
+template <typename Stream> void client_session<Stream>::close_sockets() {
     boost::system::error_code ignored;
     lowest().socket().close(ignored);
-    if (upstream_) upstream_->stream.socket().close(ignored);
+    if (upstream_)
+        upstream_->stream.socket().close(ignored);
 }
 
-template <typename Stream>
-net::awaitable<void> client_session<Stream>::finish() {
+template <typename Stream> net::awaitable<void> client_session<Stream>::finish() {
     if (linger_ && lowest().socket().is_open()) {
         // Half-close, then drain what the client still sends for a moment:
         // closing with unread data would send a reset that can destroy the
@@ -344,18 +363,22 @@ net::awaitable<proxy_error> client_session<Stream>::read_head(const config::conf
         client_session& s;
         const bool& armed;
         ~disarm_on_exit() {
-            if (armed) s.disarm_client_timer();
+            if (armed)
+                s.disarm_client_timer();
         }
     } disarm{*this, timer_armed};
     for (;;) {
         const auto data = in_.data();
         const auto end = http::find_head_end(data, scanned);
         if (end != 0) {
-            if (end > limit) co_return proxy_error::header_too_large;
+            if (end > limit)
+                co_return proxy_error::header_too_large;
             break;
         }
-        if (data.size() >= limit) co_return proxy_error::header_too_large;
-        if (http::has_bare_lf(data, scanned)) co_return proxy_error::bad_request;
+        if (data.size() >= limit)
+            co_return proxy_error::header_too_large;
+        if (http::has_bare_lf(data, scanned))
+            co_return proxy_error::bad_request;
         scanned = data.size();
         if (!timer_armed) {
             // The head has not arrived whole: from here on it has client_header.
@@ -364,7 +387,8 @@ net::awaitable<proxy_error> client_session<Stream>::read_head(const config::conf
         }
         auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(cfg));
         auto [ec, n] = co_await stream_.async_read_some(net::buffer(p, room), use_tuple);
-        if (ec) co_return client_timed_out_ ? proxy_error::header_timeout : proxy_error::client_closed;
+        if (ec)
+            co_return client_timed_out_ ? proxy_error::header_timeout : proxy_error::client_closed;
         in_.commit(n);
     }
     const auto status = http::parse_request_head(in_.data(), req_);
@@ -381,8 +405,9 @@ net::awaitable<proxy_error> client_session<Stream>::read_head(const config::conf
 }
 
 template <typename Stream>
-net::awaitable<bool> client_session<Stream>::send_local(int status, std::string_view body, bool keep_alive,
-                                                std::string_view location) {
+net::awaitable<bool> client_session<Stream>::send_local(int status, std::string_view body,
+                                                        bool keep_alive,
+                                                        std::string_view location) {
     keep_alive = keep_alive && !draining();
     head_out_.clear();
     local_response r;
@@ -423,17 +448,18 @@ net::awaitable<bool> client_session<Stream>::send_error(proxy_error e, bool keep
     co_return kept;
 }
 
-template <typename Stream>
-net::awaitable<bool> client_session<Stream>::serve_one() {
+template <typename Stream> net::awaitable<bool> client_session<Stream>::serve_one() {
     if (in_.empty()) {
-        if (draining()) co_return false;
+        if (draining())
+            co_return false;
         idle_ = true;
         const auto& idle_cfg = worker_.current()->cfg;
         lowest().expires_after(idle_cfg.timeouts.client_idle);
         auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(idle_cfg));
         auto [ec, n] = co_await stream_.async_read_some(net::buffer(p, room), use_tuple);
         idle_ = false;
-        if (ec) co_return false;
+        if (ec)
+            co_return false;
         in_.commit(n);
     }
     // The request runs on the snapshot current when its first byte arrived,
@@ -454,7 +480,8 @@ net::awaitable<bool> client_session<Stream>::serve_one() {
 
     const auto head_error = co_await read_head(snap_->cfg);
     if (head_error != proxy_error::none) {
-        if (head_error == proxy_error::client_closed) co_return false;
+        if (head_error == proxy_error::client_closed)
+            co_return false;
         // The request ID of a request that could not be read is always new.
         std::array<char, 36> id{};
         worker_.ids().next(id);
@@ -532,8 +559,8 @@ net::awaitable<bool> client_session<Stream>::serve_one() {
 
 template <typename Stream>
 net::awaitable<proxy_error> client_session<Stream>::connect_upstream(const upstream_entry& up,
-                                                             std::vector<int>& tried,
-                                                             in_flight_guard& guard) {
+                                                                     std::vector<int>& tried,
+                                                                     in_flight_guard& guard) {
     const auto& cfg = *up.cfg;
     auto& cursor = up.cursors[static_cast<std::size_t>(worker_.id()) % up.cursors.size()];
     proxy_error last = proxy_error::no_healthy_server;
@@ -547,12 +574,15 @@ net::awaitable<proxy_error> client_session<Stream>::connect_upstream(const upstr
         if (cfg.balance == config::balance_policy::least_conn) {
             pick = pick_least_loaded(
                 up.weights, cursor.rotation++,
-                [&](std::size_t i) { return up.servers[i]->in_flight.load(std::memory_order_relaxed); },
+                [&](std::size_t i) {
+                    return up.servers[i]->in_flight.load(std::memory_order_relaxed);
+                },
                 eligible);
         } else {
             pick = pick_smooth_weighted(cursor.current, up.weights, eligible);
         }
-        if (pick < 0) co_return last;
+        if (pick < 0)
+            co_return last;
         tried.push_back(pick);
         auto& server = up.servers[static_cast<std::size_t>(pick)];
         guard = in_flight_guard(server.get());
@@ -570,22 +600,27 @@ net::awaitable<proxy_error> client_session<Stream>::connect_upstream(const upstr
         const auto connect_started = steady_clock::now();
         if (!ec) {
             conn->stream.expires_after(up.connect_timeout);
-            auto [cec] = co_await conn->stream.async_connect(tcp::endpoint(address, server->port), use_tuple);
+            auto [cec] = co_await conn->stream.async_connect(tcp::endpoint(address, server->port),
+                                                             use_tuple);
             ec = cec;
         }
         if (!ec) {
             conn->stream.socket().set_option(tcp::no_delay(true), ec);
             record_connect_success(*server);
             worker_.metrics().on_upstream_connect(
-                *server, false, std::chrono::duration<double>(steady_clock::now() - connect_started).count());
+                *server, false,
+                std::chrono::duration<double>(steady_clock::now() - connect_started).count());
             upstream_ = std::move(conn);
             co_return proxy_error::none;
         }
-        last = ec == beast::error::timeout ? proxy_error::connect_timeout : proxy_error::connect_failed;
-        record_connect_failure(*server, cfg.passive.max_fails, cfg.passive.fail_timeout, steady_now_ns());
+        last = ec == beast::error::timeout ? proxy_error::connect_timeout
+                                           : proxy_error::connect_failed;
+        record_connect_failure(*server, cfg.passive.max_fails, cfg.passive.fail_timeout,
+                               steady_now_ns());
         worker_.metrics().on_upstream_connect_failure(*server);
         if (!server->available(steady_now_ns()))
-            log::warn("server down", {{"upstream", cfg.name}, {"server", server->address},
+            log::warn("server down", {{"upstream", cfg.name},
+                                      {"server", server->address},
                                       {"reason", "passive: " + ec.message()}});
         log::debug("upstream connect failed",
                    {{"upstream", cfg.name}, {"server", server->address}, {"error", ec.message()}});
@@ -594,22 +629,27 @@ net::awaitable<proxy_error> client_session<Stream>::connect_upstream(const upstr
 }
 
 template <typename Stream>
-net::awaitable<proxy_error> client_session<Stream>::read_response_head(upstream_connection& conn,
-                                                               std::chrono::milliseconds timeout,
-                                                               bool& any_byte) {
+net::awaitable<proxy_error>
+client_session<Stream>::read_response_head(upstream_connection& conn,
+                                           std::chrono::milliseconds timeout, bool& any_byte) {
     conn.stream.expires_after(timeout);
     std::size_t scanned = 0;
     for (;;) {
         const auto data = conn.buffer.data();
-        if (!data.empty()) any_byte = true;
+        if (!data.empty())
+            any_byte = true;
         const auto end = http::find_head_end(data, scanned);
-        if (end != 0) break;
-        if (data.size() >= max_response_head) co_return proxy_error::bad_response;
+        if (end != 0)
+            break;
+        if (data.size() >= max_response_head)
+            co_return proxy_error::bad_response;
         scanned = data.size();
         auto [p, room] = conn.buffer.prepare(read_chunk, max_response_head + read_chunk);
         auto [ec, n] = co_await conn.stream.async_read_some(net::buffer(p, room), use_tuple);
-        if (ec == beast::error::timeout) co_return proxy_error::response_timeout;
-        if (ec) co_return proxy_error::upstream_reset;
+        if (ec == beast::error::timeout)
+            co_return proxy_error::response_timeout;
+        if (ec)
+            co_return proxy_error::upstream_reset;
         conn.buffer.commit(n);
     }
     if (http::parse_response_head(conn.buffer.data(), resp_) != http::parse_status::ok)
@@ -672,14 +712,16 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
             // Absolute-form target: send its path and query.
             const auto authority = target_authority(req_.target);
             auto rest = req_.target.substr(req_.target.find("://") + 3 + authority.size());
-            origin_form = rest.empty() || rest.front() != '/' ? "/" + std::string(rest) : std::string(rest);
+            origin_form =
+                rest.empty() || rest.front() != '/' ? "/" + std::string(rest) : std::string(rest);
             facts.path = origin_form;
         }
         facts.upgrade = upgrade;
         facts.strip_expect = req_.expect_continue;
         facts.authority = target_authority(req_.target);
         // No Host at all (HTTP/1.0): name the server.
-        facts.default_host = host_.empty() ? std::string_view(up.cfg->servers.front().address) : host_;
+        facts.default_host =
+            host_.empty() ? std::string_view(up.cfg->servers.front().address) : host_;
         request_head.reserve(512);
         build_upstream_request(req_, facts, request_head);
     }
@@ -697,7 +739,8 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
     std::shared_ptr<body_sender> sender; // streams the body beside the exchange, when needed
     for (int stale_retries = 0;; ++stale_retries) {
         failure = co_await connect_upstream(up, tried, guard);
-        if (failure != proxy_error::none) break;
+        if (failure != proxy_error::none)
+            break;
         worker_.metrics().on_upstream_request(*upstream_->server);
         const bool reused = upstream_->requests > 0;
         bool any_byte = false;
@@ -716,7 +759,8 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
                 sent = r.outcome;
                 bytes_in_ += r.bytes;
             }
-            if (const auto client_error = client_side_error(sent); client_error != proxy_error::none) {
+            if (const auto client_error = client_side_error(sent);
+                client_error != proxy_error::none) {
                 upstream_.reset();
                 linger_ = client_error != proxy_error::client_closed;
                 if (!linger_) {
@@ -725,9 +769,10 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
                 }
                 co_return co_await send_error(client_error, false);
             }
-            failure = sent == relay_outcome::complete
-                          ? co_await read_final_response_head(*upstream_, up.response_timeout, any_byte)
-                          : proxy_error::upstream_reset; // the upstream stopped taking the request
+            failure =
+                sent == relay_outcome::complete
+                    ? co_await read_final_response_head(*upstream_, up.response_timeout, any_byte)
+                    : proxy_error::upstream_reset; // the upstream stopped taking the request
         } else {
             // Stream the body from a sibling coroutine while this one waits
             // for the response head: an upstream may answer (413, 401)
@@ -743,10 +788,12 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
             // The sender may have failed before its first write (a bad chunk
             // in the bytes at hand); there is then no response to wait for.
             if (!sender->finished || sender->result.outcome == relay_outcome::complete)
-                failure = co_await read_final_response_head(*upstream_, up.response_timeout, any_byte);
+                failure =
+                    co_await read_final_response_head(*upstream_, up.response_timeout, any_byte);
             else
                 failure = proxy_error::upstream_reset;
-            if (failure == proxy_error::none) break;
+            if (failure == proxy_error::none)
+                break;
             co_await stop_sender(*sender);
             bytes_in_ += sender->result.bytes;
             const auto client_error = client_side_error(sender->result.outcome);
@@ -761,11 +808,13 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
                 co_return co_await send_error(client_error, false);
             }
         }
-        if (failure == proxy_error::none) break;
+        if (failure == proxy_error::none)
+            break;
         upstream_.reset();
         // A pooled connection the upstream had closed: retry on a fresh one.
         const bool stale = reused && !any_byte && failure == proxy_error::upstream_reset;
-        if (!(stale && may_retry_stale && stale_retries < 2)) break;
+        if (!(stale && may_retry_stale && stale_retries < 2))
+            break;
         tried.pop_back(); // the same server may be picked again
     }
     buffered_body_.clear();
@@ -778,7 +827,8 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
     auto& conn = *upstream_;
     status_ = resp_.status;
     if (resp_.status == 101) {
-        if (sender) co_await stop_sender(*sender);
+        if (sender)
+            co_await stop_sender(*sender);
         if (!upgrade) {
             upstream_.reset();
             co_return co_await send_error(proxy_error::bad_response, false);
@@ -807,8 +857,8 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
     // An answer may start before the upstream has the whole body (a 413, or
     // a streaming echo); whether the connection can stay open is known only
     // when the answer has ended (below).
-    bool keep_alive = client_keep_alive && !draining() &&
-                      framing != http::framing::until_close && !dechunk;
+    bool keep_alive =
+        client_keep_alive && !draining() && framing != http::framing::until_close && !dechunk;
     response_facts facts;
     facts.request_id_header = cfg.request_id.header;
     facts.request_id = request_id_;
@@ -822,9 +872,9 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
     const auto response_length = resp_.content_length;
     conn.buffer.consume(resp_.head_size);
 
-    const auto got = co_await relay_body(conn.stream, conn.buffer, stream_, framing, response_length,
-                                         dechunk, up.response_timeout, cfg.timeouts.client_body, 0,
-                                         head_out_, false, scratch_);
+    const auto got = co_await relay_body(conn.stream, conn.buffer, stream_, framing,
+                                         response_length, dechunk, up.response_timeout,
+                                         cfg.timeouts.client_body, 0, head_out_, false, scratch_);
     bytes_out_ += got.bytes;
     if (sender) {
         co_await stop_sender(*sender);
@@ -842,16 +892,17 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
         if (!got.head_written && got.outcome != relay_outcome::write_failed) {
             // A body broken in the bytes that came with the head: nothing
             // reached the client yet, so it can still get a proper 502.
-            co_return co_await send_error(got.outcome == relay_outcome::timeout
-                                              ? proxy_error::response_timeout
-                                              : got.outcome == relay_outcome::bad_framing
-                                                    ? proxy_error::bad_response
-                                                    : proxy_error::upstream_reset,
-                                          false);
+            co_return co_await send_error(
+                got.outcome == relay_outcome::timeout       ? proxy_error::response_timeout
+                : got.outcome == relay_outcome::bad_framing ? proxy_error::bad_response
+                                                            : proxy_error::upstream_reset,
+                false);
         }
-        if (got.outcome == relay_outcome::write_failed) error_ = proxy_error::client_closed;
-        else error_ = got.outcome == relay_outcome::timeout ? proxy_error::response_timeout
-                                                            : proxy_error::upstream_reset;
+        if (got.outcome == relay_outcome::write_failed)
+            error_ = proxy_error::client_closed;
+        else
+            error_ = got.outcome == relay_outcome::timeout ? proxy_error::response_timeout
+                                                           : proxy_error::upstream_reset;
         co_return false; // the response is cut short: closing tells the client
     }
     ++conn.requests;
@@ -880,21 +931,23 @@ net::awaitable<proxy_error> client_session<Stream>::read_final_response_head(
 
 template <typename Stream>
 net::awaitable<void> client_session<Stream>::stop_sender(body_sender& sender) {
-    if (sender.finished) co_return;
+    if (sender.finished)
+        co_return;
     // `stop` keeps the sender from starting another operation, cancel()
     // ends the one it is in (a read from the client or a write upstream).
     sender.stop = true;
     boost::system::error_code ignored;
     lowest().socket().cancel(ignored);
-    if (upstream_) upstream_->stream.socket().cancel(ignored);
+    if (upstream_)
+        upstream_->stream.socket().cancel(ignored);
     co_await sender.done.async_wait(use_tuple);
 }
 
 template <typename Stream>
 net::awaitable<void> client_session<Stream>::send_body(client_session* self,
-                                               std::shared_ptr<body_sender> state,
-                                               std::string_view head, http::framing framing,
-                                               std::uint64_t length, bool send_continue) {
+                                                       std::shared_ptr<body_sender> state,
+                                                       std::string_view head, http::framing framing,
+                                                       std::uint64_t length, bool send_continue) {
     const auto& cfg = self->snap_->cfg;
     // The upstream socket without its stream timeout: the exchange reads
     // the same stream meanwhile, with the response timeout on it.
@@ -916,7 +969,7 @@ net::awaitable<void> client_session<Stream>::send_body(client_session* self,
 
 template <typename Stream>
 net::awaitable<proxy_error> client_session<Stream>::buffer_request_body(const config::config& cfg,
-                                                                bool send_continue) {
+                                                                        bool send_continue) {
     constexpr std::uint64_t default_limit = 64ull * 1024 * 1024;
     const auto limit = cfg.limits.max_body_bytes > 0 ? cfg.limits.max_body_bytes : default_limit;
     http::chunked_scanner scanner;
@@ -926,9 +979,11 @@ net::awaitable<proxy_error> client_session<Stream>::buffer_request_body(const co
         if (!in_.empty()) {
             pieces.clear();
             const auto r = scanner.feed(in_.data(), &pieces);
-            if (r.error) co_return proxy_error::bad_request;
+            if (r.error)
+                co_return proxy_error::bad_request;
             for (const auto piece : pieces) {
-                if (buffered_body_.size() + piece.size() > limit) co_return proxy_error::body_too_large;
+                if (buffered_body_.size() + piece.size() > limit)
+                    co_return proxy_error::body_too_large;
                 if (!buffered_body_.append(piece, error)) {
                     log::error("request buffering failed", {{"error", error}});
                     co_return proxy_error::body_too_large;
@@ -936,48 +991,56 @@ net::awaitable<proxy_error> client_session<Stream>::buffer_request_body(const co
             }
             bytes_in_ += r.consumed;
             in_.consume(r.consumed);
-            if (r.done) co_return proxy_error::none;
+            if (r.done)
+                co_return proxy_error::none;
         }
         if (send_continue) {
             send_continue = false;
             static constexpr std::string_view reply = "HTTP/1.1 100 Continue\r\n\r\n";
             lowest().expires_after(cfg.timeouts.client_body);
-            auto [ec, n] = co_await net::async_write(stream_, net::buffer(reply.data(), reply.size()), use_tuple);
-            if (ec) co_return proxy_error::client_closed;
+            auto [ec, n] = co_await net::async_write(
+                stream_, net::buffer(reply.data(), reply.size()), use_tuple);
+            if (ec)
+                co_return proxy_error::client_closed;
         }
         arm_client_timer(cfg.timeouts.client_body);
         auto [p, room] = in_.prepare(read_chunk, relay_buffer_limit);
         auto [ec, n] = co_await stream_.async_read_some(net::buffer(p, room), use_tuple);
         disarm_client_timer();
-        if (ec) co_return client_timed_out_ ? proxy_error::body_timeout : proxy_error::client_closed;
+        if (ec)
+            co_return client_timed_out_ ? proxy_error::body_timeout : proxy_error::client_closed;
         in_.commit(n);
     }
 }
 
 template <typename Stream>
-net::awaitable<relay_outcome> client_session<Stream>::write_buffered_request(std::string_view head,
-                                                                     std::chrono::milliseconds timeout) {
+net::awaitable<relay_outcome>
+client_session<Stream>::write_buffered_request(std::string_view head,
+                                               std::chrono::milliseconds timeout) {
     auto& stream = upstream_->stream;
     stream.expires_after(timeout);
     const auto memory = buffered_body_.memory();
     const std::array<net::const_buffer, 2> first{net::buffer(head.data(), head.size()),
                                                  net::buffer(memory.data(), memory.size())};
     auto [ec, n] = co_await net::async_write(stream, first, use_tuple);
-    if (ec) co_return relay_outcome::write_failed;
+    if (ec)
+        co_return relay_outcome::write_failed;
     std::vector<char> chunk(buffered_body_.spilled() > 0 ? relay_buffer_limit : 0);
     for (std::uint64_t offset = 0; offset < buffered_body_.spilled();) {
         const auto got = buffered_body_.read_spilled(offset, chunk.data(), chunk.size());
-        if (got <= 0) co_return relay_outcome::write_failed;
+        if (got <= 0)
+            co_return relay_outcome::write_failed;
         stream.expires_after(timeout);
-        auto [wec, wn] = co_await net::async_write(stream, net::buffer(chunk.data(), static_cast<std::size_t>(got)), use_tuple);
-        if (wec) co_return relay_outcome::write_failed;
+        auto [wec, wn] = co_await net::async_write(
+            stream, net::buffer(chunk.data(), static_cast<std::size_t>(got)), use_tuple);
+        if (wec)
+            co_return relay_outcome::write_failed;
         offset += static_cast<std::uint64_t>(got);
     }
     co_return relay_outcome::complete;
 }
 
-template <typename Stream>
-net::awaitable<void> client_session<Stream>::tunnel() {
+template <typename Stream> net::awaitable<void> client_session<Stream>::tunnel() {
     // Two pumps run as coroutines of their own; this one keeps the session
     // (and both sockets) alive until both have ended, and closes an idle
     // tunnel after tunnel_idle.
@@ -996,18 +1059,21 @@ net::awaitable<void> client_session<Stream>::tunnel() {
 
     // Lifetime: `from`, `to` and `pending` belong to this session, which
     // outlives both pumps (tunnel() returns only when running == 0).
-    auto pump = []<typename From, typename To>(From& from, To& to, byte_buffer& pending,
-                                               std::shared_ptr<tunnel_state> st) -> net::awaitable<void> {
+    auto pump =
+        []<typename From, typename To>(From& from, To& to, byte_buffer& pending,
+                                       std::shared_ptr<tunnel_state> st) -> net::awaitable<void> {
         boost::system::error_code ec;
         if (!pending.empty()) {
-            auto [wec, n] = co_await net::async_write(to, net::buffer(pending.data().data(), pending.size()), use_tuple);
+            auto [wec, n] = co_await net::async_write(
+                to, net::buffer(pending.data().data(), pending.size()), use_tuple);
             pending.consume(n);
             ec = wec;
         }
         std::array<char, 16384> buf;
         while (!ec) {
             auto [rec, n] = co_await from.async_read_some(net::buffer(buf), use_tuple);
-            if (rec) break;
+            if (rec)
+                break;
             st->last_activity = steady_clock::now();
             auto [wec, wn] = co_await net::async_write(to, net::buffer(buf.data(), n), use_tuple);
             ec = wec;
@@ -1020,7 +1086,8 @@ net::awaitable<void> client_session<Stream>::tunnel() {
         } else {
             socket_of(to).shutdown(tcp::socket::shutdown_send, ignored);
         }
-        if (--st->running == 0) st->timer.cancel();
+        if (--st->running == 0)
+            st->timer.cancel();
     };
     net::co_spawn(worker_.io(), pump(client, upstream, in_, state), net::detached);
     net::co_spawn(worker_.io(), pump(upstream, client, upstream_->buffer, state), net::detached);
@@ -1037,13 +1104,14 @@ net::awaitable<void> client_session<Stream>::tunnel() {
     }
 }
 
-template <typename Stream>
-void client_session<Stream>::log_request() {
+template <typename Stream> void client_session<Stream>::log_request() {
     const int status = error_ == proxy_error::client_closed && status_ == 0 ? 499 : status_;
-    worker_.metrics().on_request(*snap_, listener_id_, upstream_index_, status,
-                                 std::chrono::duration<double>(steady_clock::now() - started_).count(),
-                                 bytes_in_, bytes_out_);
-    if (!snap_->cfg.access_log.enabled) return;
+    worker_.metrics().on_request(
+        *snap_, listener_id_, upstream_index_, status,
+        std::chrono::duration<double>(steady_clock::now() - started_).count(), bytes_in_,
+        bytes_out_);
+    if (!snap_->cfg.access_log.enabled)
+        return;
     access_record r;
     r.request_id = request_id_;
     r.client = client_ip_;
@@ -1054,10 +1122,12 @@ void client_session<Stream>::log_request() {
     r.status = status;
     r.bytes_in = bytes_in_;
     r.bytes_out = bytes_out_;
-    r.duration_ms = std::chrono::duration<double, std::milli>(steady_clock::now() - started_).count();
+    r.duration_ms =
+        std::chrono::duration<double, std::milli>(steady_clock::now() - started_).count();
     r.upstream = upstream_name_;
     r.server = server_address_;
-    if (error_ != proxy_error::none) r.error = describe(error_);
+    if (error_ != proxy_error::none)
+        r.error = describe(error_);
     worker_.log_access(r);
 }
 
@@ -1065,7 +1135,8 @@ void client_session<Stream>::log_request() {
 
 void start_session(worker& w, tcp::socket socket, const std::string& listener_key) {
     const auto* listener = w.current()->find_listener(listener_key);
-    if (listener == nullptr) return; // removed by a reload a moment ago: close
+    if (listener == nullptr)
+        return; // removed by a reload a moment ago: close
     if (auto contexts = listener->tls) {
         using tls_stream = beast::ssl_stream<beast::tcp_stream>;
         auto& initial = contexts->initial();
@@ -1077,7 +1148,8 @@ void start_session(worker& w, tcp::socket socket, const std::string& listener_ke
     }
     auto session = std::make_unique<client_session<beast::tcp_stream>>(
         w, beast::tcp_stream(std::move(socket)), listener_key, listener->metrics_id, nullptr);
-    net::co_spawn(w.io(), client_session<beast::tcp_stream>::serve(std::move(session)), net::detached);
+    net::co_spawn(w.io(), client_session<beast::tcp_stream>::serve(std::move(session)),
+                  net::detached);
 }
 
 } // namespace sluice::proxy

@@ -25,15 +25,20 @@ void append_number(std::string& out, std::uint64_t n) {
 
 bool named_in_connection(std::string_view name, const http::message_head& head) {
     for (const auto& f : head.fields) {
-        if (f.name.size() != 10 || !iequals(f.name, "connection")) continue;
+        if (f.name.size() != 10 || !iequals(f.name, "connection"))
+            continue;
         std::string_view v = f.value;
         while (!v.empty()) {
             const auto comma = v.find(',');
             auto token = v.substr(0, comma);
-            while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
-            while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
-            if (iequals(token, name)) return true;
-            if (comma == std::string_view::npos) break;
+            while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
+                token.remove_prefix(1);
+            while (!token.empty() && (token.back() == ' ' || token.back() == '\t'))
+                token.remove_suffix(1);
+            if (iequals(token, name))
+                return true;
+            if (comma == std::string_view::npos)
+                break;
             v.remove_prefix(comma + 1);
         }
     }
@@ -50,19 +55,24 @@ bool is_framing_field(std::string_view name) {
 bool is_hop_by_hop(std::string_view name, const http::message_head& head) {
     switch (name.size()) {
     case 2:
-        if (iequals(name, "te")) return true;
+        if (iequals(name, "te"))
+            return true;
         break;
     case 7:
-        if (iequals(name, "upgrade") || iequals(name, "trailer")) return true;
+        if (iequals(name, "upgrade") || iequals(name, "trailer"))
+            return true;
         break;
     case 10:
-        if (iequals(name, "connection") || iequals(name, "keep-alive")) return true;
+        if (iequals(name, "connection") || iequals(name, "keep-alive"))
+            return true;
         break;
     case 16:
-        if (iequals(name, "proxy-connection")) return true;
+        if (iequals(name, "proxy-connection"))
+            return true;
         break;
     case 17:
-        if (iequals(name, "transfer-encoding")) return true;
+        if (iequals(name, "transfer-encoding"))
+            return true;
         break;
     default:
         break;
@@ -86,25 +96,32 @@ void build_upstream_request(const http::message_head& req, const forward_facts& 
 
     for (const auto& f : req.fields) {
         const auto name = f.name;
-        if (is_framing_field(name) || is_hop_by_hop(name, req)) continue;
-        if (iequals(name, facts.request_id_header)) continue;
+        if (is_framing_field(name) || is_hop_by_hop(name, req))
+            continue;
+        if (iequals(name, facts.request_id_header))
+            continue;
         if (name.size() == 15 && iequals(name, "x-forwarded-for")) {
-            if (facts.peer_trusted && !f.value.empty()) xff_any = true;
+            if (facts.peer_trusted && !f.value.empty())
+                xff_any = true;
             continue;
         }
         if (name.size() == 17 && iequals(name, "x-forwarded-proto")) {
-            if (facts.peer_trusted && xf_proto.empty()) xf_proto = f.value;
+            if (facts.peer_trusted && xf_proto.empty())
+                xf_proto = f.value;
             continue;
         }
         if (name.size() == 16 && iequals(name, "x-forwarded-host")) {
-            if (facts.peer_trusted && xf_host.empty()) xf_host = f.value;
+            if (facts.peer_trusted && xf_host.empty())
+                xf_host = f.value;
             continue;
         }
-        if (facts.strip_expect && name.size() == 6 && iequals(name, "expect")) continue;
+        if (facts.strip_expect && name.size() == 6 && iequals(name, "expect"))
+            continue;
         if (name.size() == 4 && iequals(name, "host")) {
             // One Host only, even if the client sent several; an
             // absolute-form target's authority replaces it (RFC 9112 3.2.2).
-            if (saw_host) continue;
+            if (saw_host)
+                continue;
             saw_host = true;
             if (!facts.authority.empty()) {
                 append_field(out, "Host", facts.authority);
@@ -115,7 +132,8 @@ void build_upstream_request(const http::message_head& req, const forward_facts& 
     }
     // HTTP/1.1 requires a Host (RFC 9112 3.2); an HTTP/1.0 client may have
     // sent none.
-    if (!saw_host) append_field(out, "Host", !facts.authority.empty() ? facts.authority : facts.default_host);
+    if (!saw_host)
+        append_field(out, "Host", !facts.authority.empty() ? facts.authority : facts.default_host);
 
     if (req.body == http::framing::chunked) {
         append_field(out, "Transfer-Encoding", req.transfer_encoding);
@@ -138,7 +156,8 @@ void build_upstream_request(const http::message_head& req, const forward_facts& 
         // Several X-Forwarded-For fields form one list, in order; empty
         // ones add nothing.
         for (const auto& f : req.fields) {
-            if (f.name.size() != 15 || !iequals(f.name, "x-forwarded-for") || f.value.empty()) continue;
+            if (f.name.size() != 15 || !iequals(f.name, "x-forwarded-for") || f.value.empty())
+                continue;
             out.append(f.value);
             out.append(", ");
         }
@@ -147,9 +166,11 @@ void build_upstream_request(const http::message_head& req, const forward_facts& 
     out.append("\r\n");
     append_field(out, "X-Forwarded-Proto",
                  !xf_proto.empty() ? xf_proto : (facts.tls ? std::string_view("https") : "http"));
-    const std::string_view host =
-        !xf_host.empty() ? xf_host : !facts.authority.empty() ? facts.authority : req.host;
-    if (!host.empty()) append_field(out, "X-Forwarded-Host", host);
+    const std::string_view host = !xf_host.empty()           ? xf_host
+                                  : !facts.authority.empty() ? facts.authority
+                                                             : req.host;
+    if (!host.empty())
+        append_field(out, "X-Forwarded-Host", host);
     append_field(out, facts.request_id_header, facts.request_id);
     if (facts.upgrade) {
         append_field(out, "Connection", "upgrade");
@@ -166,8 +187,10 @@ void build_client_response(const http::message_head& resp, const response_facts&
     out.append(resp.reason.empty() ? reason_phrase(resp.status) : resp.reason);
     out.append("\r\n");
     for (const auto& f : resp.fields) {
-        if (is_framing_field(f.name) || is_hop_by_hop(f.name, resp)) continue;
-        if (iequals(f.name, facts.request_id_header)) continue;
+        if (is_framing_field(f.name) || is_hop_by_hop(f.name, resp))
+            continue;
+        if (iequals(f.name, facts.request_id_header))
+            continue;
         append_field(out, f.name, f.value);
     }
     switch (facts.body) {
@@ -177,7 +200,8 @@ void build_client_response(const http::message_head& resp, const response_facts&
         out.append("\r\n");
         break;
     case http::framing::chunked:
-        if (!facts.dechunk) append_field(out, "Transfer-Encoding", resp.transfer_encoding);
+        if (!facts.dechunk)
+            append_field(out, "Transfer-Encoding", resp.transfer_encoding);
         break;
     case http::framing::none:
         // Keep what the upstream said about the length (HEAD, 304, or an
@@ -209,15 +233,19 @@ void build_local_response(const local_response& r, std::string& out) {
     out.push_back(' ');
     out.append(reason_phrase(r.status));
     out.append("\r\n");
-    if (!r.location.empty()) append_field(out, "Location", r.location);
-    if (!r.body.empty()) append_field(out, "Content-Type", r.content_type);
+    if (!r.location.empty())
+        append_field(out, "Location", r.location);
+    if (!r.body.empty())
+        append_field(out, "Content-Type", r.content_type);
     out.append("Content-Length: ");
     append_number(out, r.body.size());
     out.append("\r\n");
     append_field(out, r.request_id_header, r.request_id);
-    if (!r.keep_alive) append_field(out, "Connection", "close");
+    if (!r.keep_alive)
+        append_field(out, "Connection", "close");
     out.append("\r\n");
-    if (!r.head_request) out.append(r.body);
+    if (!r.head_request)
+        out.append(r.body);
 }
 
 std::string redirect_location(std::string_view scheme, int port, std::string_view host,
@@ -226,7 +254,8 @@ std::string redirect_location(std::string_view scheme, int port, std::string_vie
     out.append(scheme);
     out.append("://");
     out.append(host_without_port(host));
-    const bool default_port = (scheme == "https" && port == 443) || (scheme == "http" && port == 80);
+    const bool default_port =
+        (scheme == "https" && port == 443) || (scheme == "http" && port == 80);
     if (port > 0 && !default_port) {
         out.push_back(':');
         append_number(out, static_cast<std::uint64_t>(port));
@@ -234,8 +263,10 @@ std::string redirect_location(std::string_view scheme, int port, std::string_vie
     if (target.empty() || target.front() != '/') {
         // Absolute-form targets keep only their path and query.
         const auto authority = target_authority(target);
-        if (!authority.empty()) target.remove_prefix(target.find("://") + 3 + authority.size());
-        if (target.empty() || target.front() != '/') out.push_back('/');
+        if (!authority.empty())
+            target.remove_prefix(target.find("://") + 3 + authority.size());
+        if (target.empty() || target.front() != '/')
+            out.push_back('/');
     }
     out.append(target);
     return out;
@@ -245,11 +276,13 @@ std::string redirect_location(std::string_view scheme, int port, std::string_vie
 
 namespace sluice::proxy {
 bool cidr_contains(const config::cidr& net, const std::array<std::uint8_t, 16>& bytes, bool v6) {
-    if (net.v6 != v6) return false;
+    if (net.v6 != v6)
+        return false;
     int bits = net.prefix_len;
     for (std::size_t i = 0; bits > 0; ++i, bits -= 8) {
         const std::uint8_t mask = bits >= 8 ? 0xff : static_cast<std::uint8_t>(0xff << (8 - bits));
-        if ((bytes[i] & mask) != (net.addr[i] & mask)) return false;
+        if ((bytes[i] & mask) != (net.addr[i] & mask))
+            return false;
     }
     return true;
 }

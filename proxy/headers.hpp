@@ -19,16 +19,16 @@ namespace sluice::proxy {
 bool is_hop_by_hop(std::string_view name, const http::message_head& head);
 
 struct forward_facts {
-    std::string_view client_ip;          // the TCP peer
-    bool peer_trusted = false;           // peer within forwarded.trusted_proxies
-    bool tls = false;                    // the client connection is HTTPS
-    std::string_view request_id_header;  // request_id.header
-    std::string_view request_id;         // the ID this request carries
-    std::string_view default_host;       // Host to send when the client sent none
-    std::string_view authority;          // of an absolute-form target: replaces Host
-    std::string_view path;               // origin-form target to send ("/p?q")
-    bool upgrade = false;                // forward Upgrade + Connection: upgrade
-    bool strip_expect = false;           // the proxy answered 100-continue itself
+    std::string_view client_ip;         // the TCP peer
+    bool peer_trusted = false;          // peer within forwarded.trusted_proxies
+    bool tls = false;                   // the client connection is HTTPS
+    std::string_view request_id_header; // request_id.header
+    std::string_view request_id;        // the ID this request carries
+    std::string_view default_host;      // Host to send when the client sent none
+    std::string_view authority;         // of an absolute-form target: replaces Host
+    std::string_view path;              // origin-form target to send ("/p?q")
+    bool upgrade = false;               // forward Upgrade + Connection: upgrade
+    bool strip_expect = false;          // the proxy answered 100-continue itself
 };
 
 // The request head for the upstream: request line in HTTP/1.1, the client's
@@ -43,10 +43,10 @@ struct response_facts {
     std::string_view request_id_header;
     std::string_view request_id;
     http::framing body = http::framing::none; // framing of the response body as relayed
-    bool dechunk = false;      // chunked upstream body sent to an HTTP/1.0 client without framing
-    bool keep_alive = true;    // the client connection stays open after this response
+    bool dechunk = false;   // chunked upstream body sent to an HTTP/1.0 client without framing
+    bool keep_alive = true; // the client connection stays open after this response
     bool client_http10 = false;
-    bool upgrade = false;      // a 101 to an Upgrade request
+    bool upgrade = false; // a 101 to an Upgrade request
 };
 
 // The response head for the client: the upstream's status line (as

@@ -28,28 +28,33 @@ constexpr std::size_t max_check_head = 16 * 1024;
 bool record_check(health_counters& c, bool ok, int healthy_threshold, int unhealthy_threshold) {
     if (ok) {
         c.failures = 0;
-        if (c.healthy) return false;
-        if (++c.successes < healthy_threshold) return false;
+        if (c.healthy)
+            return false;
+        if (++c.successes < healthy_threshold)
+            return false;
         c.healthy = true;
         c.successes = 0;
         return true;
     }
     c.successes = 0;
-    if (!c.healthy) return false;
-    if (++c.failures < unhealthy_threshold) return false;
+    if (!c.healthy)
+        return false;
+    if (++c.failures < unhealthy_threshold)
+        return false;
     c.healthy = false;
     c.failures = 0;
     return true;
 }
 
 class health_prober_impl : public std::enable_shared_from_this<health_prober_impl> {
-public:
+  public:
     health_prober_impl(net::io_context& io, std::shared_ptr<const snapshot> snap)
         : io_(io), snap_(std::move(snap)) {}
 
     void start() {
         for (const auto& up : snap_->upstreams) {
-            if (!up.cfg->health) continue;
+            if (!up.cfg->health)
+                continue;
             for (const auto& server : up.servers) {
                 auto timer = std::make_shared<net::steady_timer>(io_);
                 timers_.push_back(timer);
@@ -60,29 +65,34 @@ public:
 
     void stop() {
         stopped_ = true;
-        for (auto& t : timers_) t->cancel();
+        for (auto& t : timers_)
+            t->cancel();
     }
 
-private:
+  private:
     // One server's checks, every interval, the first at once. Lifetime:
     // `self` keeps the snapshot (and so `up`) alive until the loop ends.
     static net::awaitable<void> probe(std::shared_ptr<health_prober_impl> self,
-                                      const upstream_entry* up, std::shared_ptr<server_state> server,
+                                      const upstream_entry* up,
+                                      std::shared_ptr<server_state> server,
                                       std::shared_ptr<net::steady_timer> timer) {
         const auto& hc = *up->cfg->health;
         while (!self->stopped_) {
             auto result = co_await check_once(hc, *server);
-            if (self->stopped_) break;
+            if (self->stopped_)
+                break;
             result.at = std::chrono::system_clock::now();
             server->last_check = result;
             ++(result.ok ? server->checks_succeeded : server->checks_failed);
-            if (record_check(server->health, result.ok, hc.healthy_threshold, hc.unhealthy_threshold)) {
+            if (record_check(server->health, result.ok, hc.healthy_threshold,
+                             hc.unhealthy_threshold)) {
                 server->healthy.store(server->health.healthy, std::memory_order_release);
                 const std::string reason =
                     result.ok ? "status " + std::to_string(result.status) : result.error;
-                log::write(server->health.healthy ? log::level::info : log::level::warn,
-                           server->health.healthy ? "server up" : "server down",
-                           {{"upstream", up->cfg->name}, {"server", server->address}, {"reason", reason}});
+                log::write(
+                    server->health.healthy ? log::level::info : log::level::warn,
+                    server->health.healthy ? "server up" : "server down",
+                    {{"upstream", up->cfg->name}, {"server", server->address}, {"reason", reason}});
             }
             timer->expires_after(hc.interval);
             co_await timer->async_wait(use_tuple);
@@ -90,7 +100,8 @@ private:
     }
 
     // One HTTP/1.1 GET of the check path, within the check timeout.
-    static net::awaitable<check_result> check_once(const config::health_check& hc, server_state& server) {
+    static net::awaitable<check_result> check_once(const config::health_check& hc,
+                                                   server_state& server) {
         check_result r;
         r.done = true;
         beast::tcp_stream stream(co_await net::this_coro::executor);
@@ -107,8 +118,9 @@ private:
             co_return r;
         }
         const std::string host = hc.host.empty() ? server.address : hc.host;
-        const std::string request = "GET " + hc.path + " HTTP/1.1\r\nHost: " + host +
-                                    "\r\nUser-Agent: sluice-health-check\r\nConnection: close\r\n\r\n";
+        const std::string request =
+            "GET " + hc.path + " HTTP/1.1\r\nHost: " + host +
+            "\r\nUser-Agent: sluice-health-check\r\nConnection: close\r\n\r\n";
         auto [wec, wn] = co_await net::async_write(stream, net::buffer(request), use_tuple);
         if (wec) {
             r.error = wec == beast::error::timeout ? "timeout" : "write: " + wec.message();
@@ -135,7 +147,8 @@ private:
         }
         r.status = parsed.status;
         r.ok = expected(hc, parsed.status);
-        if (!r.ok) r.error = "status " + std::to_string(parsed.status);
+        if (!r.ok)
+            r.error = "status " + std::to_string(parsed.status);
         boost::system::error_code ignored;
         stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
         co_return r;
@@ -152,6 +165,8 @@ health_prober::health_prober(net::io_context& io, std::shared_ptr<const snapshot
     impl_->start();
 }
 
-health_prober::~health_prober() { impl_->stop(); }
+health_prober::~health_prober() {
+    impl_->stop();
+}
 
 } // namespace sluice::proxy

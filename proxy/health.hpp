@@ -37,14 +37,14 @@ namespace sluice::proxy {
 // DNS change starts a prober for the new snapshot and stops the old one;
 // the verdicts live in the shared server_state, so they carry over.
 class health_prober {
-public:
+  public:
     // Checks run on `io`, the control thread's io_context.
     health_prober(boost::asio::io_context& io, std::shared_ptr<const snapshot> snap);
     ~health_prober(); // stops
     health_prober(const health_prober&) = delete;
     health_prober& operator=(const health_prober&) = delete;
 
-private:
+  private:
     std::shared_ptr<health_prober_impl> impl_;
 };
 

@@ -11,15 +11,21 @@ constexpr std::size_t max_fields = 128;
 // tchar (RFC 9110 5.6.2).
 constexpr std::array<bool, 256> make_token_table() {
     std::array<bool, 256> t{};
-    for (int c = '0'; c <= '9'; ++c) t[c] = true;
-    for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
-    for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
-    for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+    for (int c = '0'; c <= '9'; ++c)
+        t[c] = true;
+    for (int c = 'a'; c <= 'z'; ++c)
+        t[c] = true;
+    for (int c = 'A'; c <= 'Z'; ++c)
+        t[c] = true;
+    for (char c : std::string_view("!#$%&'*+-.^_`|~"))
+        t[static_cast<unsigned char>(c)] = true;
     return t;
 }
 constexpr auto token_table = make_token_table();
 
-bool is_token_char(char c) { return token_table[static_cast<unsigned char>(c)]; }
+bool is_token_char(char c) {
+    return token_table[static_cast<unsigned char>(c)];
+}
 
 // field-vchar / obs-text / SP / HTAB: anything but controls (and DEL).
 bool is_value_char(char c) {
@@ -34,11 +40,15 @@ bool is_target_char(char c) {
     return u > 0x20 && u < 0x7f;
 }
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+char lower(char c) {
+    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+}
 
 std::string_view trim(std::string_view v) {
-    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t'))
+        v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t'))
+        v.remove_suffix(1);
     return v;
 }
 
@@ -47,17 +57,21 @@ template <typename F> void for_each_list_element(std::string_view v, F&& f) {
     while (!v.empty()) {
         const auto comma = v.find(',');
         const auto element = trim(v.substr(0, comma));
-        if (!element.empty()) f(element);
-        if (comma == std::string_view::npos) break;
+        if (!element.empty())
+            f(element);
+        if (comma == std::string_view::npos)
+            break;
         v.remove_prefix(comma + 1);
     }
 }
 
 bool parse_decimal(std::string_view v, std::uint64_t& out) {
-    if (v.empty() || v.size() > 19) return false; // 19 digits cannot overflow
+    if (v.empty() || v.size() > 19)
+        return false; // 19 digits cannot overflow
     std::uint64_t n = 0;
     for (char c : v) {
-        if (c < '0' || c > '9') return false;
+        if (c < '0' || c > '9')
+            return false;
         n = n * 10 + static_cast<std::uint64_t>(c - '0');
     }
     out = n;
@@ -65,18 +79,24 @@ bool parse_decimal(std::string_view v, std::uint64_t& out) {
 }
 
 parse_status parse_version(std::string_view v, int& minor) {
-    if (v.size() != 8 || v.substr(0, 7) != "HTTP/1.") return parse_status::bad_version;
-    if (v[7] == '1') minor = 1;
-    else if (v[7] == '0') minor = 0;
-    else return parse_status::bad_version;
+    if (v.size() != 8 || v.substr(0, 7) != "HTTP/1.")
+        return parse_status::bad_version;
+    if (v[7] == '1')
+        minor = 1;
+    else if (v[7] == '0')
+        minor = 0;
+    else
+        return parse_status::bad_version;
     return parse_status::ok;
 }
 
 // True when every CR in `lines` starts a CRLF and every LF ends one.
 bool only_crlf_line_ends(std::string_view lines) {
     for (std::size_t i = 0; i < lines.size(); ++i) {
-        if (lines[i] == '\r' && (i + 1 >= lines.size() || lines[i + 1] != '\n')) return false;
-        if (lines[i] == '\n' && (i == 0 || lines[i - 1] != '\r')) return false;
+        if (lines[i] == '\r' && (i + 1 >= lines.size() || lines[i + 1] != '\n'))
+            return false;
+        if (lines[i] == '\n' && (i == 0 || lines[i - 1] != '\r'))
+            return false;
     }
     return true;
 }
@@ -94,22 +114,31 @@ parse_status parse_fields(std::string_view lines, message_head& out) {
         std::string_view line = lines.substr(0, eol);
         lines.remove_prefix(eol + 2);
 
-        if (line.empty()) return parse_status::bad_field;
-        if (line.front() == ' ' || line.front() == '\t') return parse_status::obs_fold;
+        if (line.empty())
+            return parse_status::bad_field;
+        if (line.front() == ' ' || line.front() == '\t')
+            return parse_status::obs_fold;
 
         std::size_t i = 0;
-        while (i < line.size() && is_token_char(line[i])) ++i;
-        if (i == 0) return parse_status::bad_field;
-        if (i == line.size()) return parse_status::bad_field;
-        if (line[i] == ' ' || line[i] == '\t') return parse_status::space_before_colon;
-        if (line[i] != ':') return parse_status::bad_field;
+        while (i < line.size() && is_token_char(line[i]))
+            ++i;
+        if (i == 0)
+            return parse_status::bad_field;
+        if (i == line.size())
+            return parse_status::bad_field;
+        if (line[i] == ' ' || line[i] == '\t')
+            return parse_status::space_before_colon;
+        if (line[i] != ':')
+            return parse_status::bad_field;
         const auto name = line.substr(0, i);
         const auto raw_value = line.substr(i + 1);
         for (char c : raw_value)
-            if (!is_value_char(c)) return parse_status::bad_field;
+            if (!is_value_char(c))
+                return parse_status::bad_field;
         const auto value = trim(raw_value);
 
-        if (out.fields.size() == max_fields) return parse_status::too_many_fields;
+        if (out.fields.size() == max_fields)
+            return parse_status::too_many_fields;
         out.fields.push_back({name, value});
 
         // Only names the proxy acts on are looked at; compare length first.
@@ -123,18 +152,24 @@ parse_status parse_fields(std::string_view lines, message_head& out) {
             }
             break;
         case 6:
-            if (iequals(name, "expect") && iequals(value, "100-continue")) out.expect_continue = true;
+            if (iequals(name, "expect") && iequals(value, "100-continue"))
+                out.expect_continue = true;
             break;
         case 7:
-            if (iequals(name, "upgrade")) out.upgrade = value;
+            if (iequals(name, "upgrade"))
+                out.upgrade = value;
             break;
         case 10:
             if (iequals(name, "connection")) {
                 for_each_list_element(value, [&](std::string_view token) {
-                    if (iequals(token, "close")) out.connection_close = true;
-                    else if (iequals(token, "keep-alive")) out.connection_keep_alive = true;
-                    else if (iequals(token, "upgrade")) out.connection_upgrade = true;
-                    else out.connection_lists_fields = true;
+                    if (iequals(token, "close"))
+                        out.connection_close = true;
+                    else if (iequals(token, "keep-alive"))
+                        out.connection_keep_alive = true;
+                    else if (iequals(token, "upgrade"))
+                        out.connection_upgrade = true;
+                    else
+                        out.connection_lists_fields = true;
                 });
             }
             break;
@@ -154,14 +189,16 @@ parse_status parse_fields(std::string_view lines, message_head& out) {
                     out.content_length = n;
                     seen_length = true;
                 });
-                if (!ok || !any) return parse_status::bad_content_length;
+                if (!ok || !any)
+                    return parse_status::bad_content_length;
             }
             break;
         case 17:
             if (iequals(name, "transfer-encoding")) {
                 // Several Transfer-Encoding fields would have to be joined
                 // to find the final coding; refuse instead.
-                if (seen_te) return parse_status::bad_transfer_encoding;
+                if (seen_te)
+                    return parse_status::bad_transfer_encoding;
                 seen_te = true;
                 out.transfer_encoding = value;
             }
@@ -172,18 +209,23 @@ parse_status parse_fields(std::string_view lines, message_head& out) {
     }
 
     if (seen_te) {
-        if (seen_length) return parse_status::conflicting_framing;
-        if (out.version_minor == 0) return parse_status::bad_transfer_encoding;
+        if (seen_length)
+            return parse_status::conflicting_framing;
+        if (out.version_minor == 0)
+            return parse_status::bad_transfer_encoding;
         // The final coding must be chunked.
         std::string_view last;
         for_each_list_element(out.transfer_encoding, [&](std::string_view e) { last = e; });
-        if (!iequals(last, "chunked")) return parse_status::bad_transfer_encoding;
+        if (!iequals(last, "chunked"))
+            return parse_status::bad_transfer_encoding;
         // "chunked" applied twice is not a valid message either.
         int chunked_count = 0;
         for_each_list_element(out.transfer_encoding, [&](std::string_view e) {
-            if (iequals(e, "chunked")) ++chunked_count;
+            if (iequals(e, "chunked"))
+                ++chunked_count;
         });
-        if (chunked_count != 1) return parse_status::bad_transfer_encoding;
+        if (chunked_count != 1)
+            return parse_status::bad_transfer_encoding;
         out.body = framing::chunked;
     } else if (seen_length) {
         out.body = out.content_length > 0 ? framing::content_length : framing::none;
@@ -195,25 +237,38 @@ parse_status parse_fields(std::string_view lines, message_head& out) {
 
 const char* to_string(parse_status s) {
     switch (s) {
-    case parse_status::ok: return "ok";
-    case parse_status::incomplete: return "incomplete";
-    case parse_status::bad_start_line: return "malformed start line";
-    case parse_status::bad_version: return "unsupported HTTP version";
-    case parse_status::bad_field: return "malformed header field";
-    case parse_status::space_before_colon: return "whitespace before header colon";
-    case parse_status::obs_fold: return "obsolete line folding";
-    case parse_status::bad_content_length: return "invalid Content-Length";
-    case parse_status::bad_transfer_encoding: return "invalid Transfer-Encoding";
-    case parse_status::conflicting_framing: return "both Content-Length and Transfer-Encoding";
-    case parse_status::too_many_fields: return "too many header fields";
+    case parse_status::ok:
+        return "ok";
+    case parse_status::incomplete:
+        return "incomplete";
+    case parse_status::bad_start_line:
+        return "malformed start line";
+    case parse_status::bad_version:
+        return "unsupported HTTP version";
+    case parse_status::bad_field:
+        return "malformed header field";
+    case parse_status::space_before_colon:
+        return "whitespace before header colon";
+    case parse_status::obs_fold:
+        return "obsolete line folding";
+    case parse_status::bad_content_length:
+        return "invalid Content-Length";
+    case parse_status::bad_transfer_encoding:
+        return "invalid Transfer-Encoding";
+    case parse_status::conflicting_framing:
+        return "both Content-Length and Transfer-Encoding";
+    case parse_status::too_many_fields:
+        return "too many header fields";
     }
     return "unknown";
 }
 
 bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
+    if (a.size() != b.size())
+        return false;
     for (std::size_t i = 0; i < a.size(); ++i)
-        if (lower(a[i]) != lower(b[i])) return false;
+        if (lower(a[i]) != lower(b[i]))
+            return false;
     return true;
 }
 
@@ -229,10 +284,13 @@ std::size_t find_head_end(std::string_view data, std::size_t from) {
     std::size_t i = from >= 3 ? from - 3 : 0;
     while (i + 4 <= data.size()) {
         const void* hit = std::memchr(data.data() + i, '\r', data.size() - i);
-        if (hit == nullptr) return 0;
+        if (hit == nullptr)
+            return 0;
         i = static_cast<std::size_t>(static_cast<const char*>(hit) - data.data());
-        if (i + 4 > data.size()) return 0;
-        if (data[i + 1] == '\n' && data[i + 2] == '\r' && data[i + 3] == '\n') return i + 4;
+        if (i + 4 > data.size())
+            return 0;
+        if (data[i + 1] == '\n' && data[i + 2] == '\r' && data[i + 3] == '\n')
+            return i + 4;
         ++i;
     }
     return 0;
@@ -240,7 +298,8 @@ std::size_t find_head_end(std::string_view data, std::size_t from) {
 
 bool has_bare_lf(std::string_view data, std::size_t from) {
     for (auto i = data.find('\n', from); i != std::string_view::npos; i = data.find('\n', i + 1))
-        if (i == 0 || data[i - 1] != '\r') return true;
+        if (i == 0 || data[i - 1] != '\r')
+            return true;
     return false;
 }
 
@@ -250,7 +309,8 @@ parse_status parse_request_head(std::string_view data, message_head& out) {
     if (end == 0) {
         // A head ending in bare LFs would never look complete: refuse it now
         // rather than wait for the header timeout.
-        if (!has_bare_lf(data, 0)) return parse_status::incomplete;
+        if (!has_bare_lf(data, 0))
+            return parse_status::incomplete;
         const auto first = data.find('\n');
         return data.find("\r\n") > first ? parse_status::bad_start_line : parse_status::bad_field;
     }
@@ -259,27 +319,34 @@ parse_status parse_request_head(std::string_view data, message_head& out) {
     const auto line_end = head.find("\r\n");
     const std::string_view line = head.substr(0, line_end);
     // A bare CR or LF anywhere in the head is refused, not reinterpreted.
-    if (line.find_first_of("\r\n") != std::string_view::npos) return parse_status::bad_start_line;
+    if (line.find_first_of("\r\n") != std::string_view::npos)
+        return parse_status::bad_start_line;
 
     // method SP request-target SP HTTP-version
     const auto sp1 = line.find(' ');
-    if (sp1 == std::string_view::npos || sp1 == 0) return parse_status::bad_start_line;
+    if (sp1 == std::string_view::npos || sp1 == 0)
+        return parse_status::bad_start_line;
     const auto sp2 = line.find(' ', sp1 + 1);
-    if (sp2 == std::string_view::npos || sp2 == sp1 + 1) return parse_status::bad_start_line;
+    if (sp2 == std::string_view::npos || sp2 == sp1 + 1)
+        return parse_status::bad_start_line;
     out.method = line.substr(0, sp1);
     out.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
     for (char c : out.method)
-        if (!is_token_char(c)) return parse_status::bad_start_line;
+        if (!is_token_char(c))
+            return parse_status::bad_start_line;
     for (char c : out.target)
-        if (!is_target_char(c)) return parse_status::bad_start_line;
+        if (!is_target_char(c))
+            return parse_status::bad_start_line;
     if (const auto st = parse_version(line.substr(sp2 + 1), out.version_minor);
         st != parse_status::ok)
         return st;
 
     // Every remaining line must end in CRLF, with no stray CR or LF inside.
     std::string_view lines = head.substr(line_end + 2, end - 2 - (line_end + 2));
-    if (!only_crlf_line_ends(lines)) return parse_status::bad_field;
-    if (const auto st = parse_fields(lines, out); st != parse_status::ok) return st;
+    if (!only_crlf_line_ends(lines))
+        return parse_status::bad_field;
+    if (const auto st = parse_fields(lines, out); st != parse_status::ok)
+        return st;
     out.head_size = end;
     return parse_status::ok;
 }
@@ -287,34 +354,44 @@ parse_status parse_request_head(std::string_view data, message_head& out) {
 parse_status parse_response_head(std::string_view data, message_head& out) {
     out.clear();
     const auto end = find_head_end(data, 0);
-    if (end == 0) return parse_status::incomplete;
+    if (end == 0)
+        return parse_status::incomplete;
     const std::string_view head = data.substr(0, end);
     const auto line_end = head.find("\r\n");
     const std::string_view line = head.substr(0, line_end);
-    if (line.find_first_of("\r\n") != std::string_view::npos) return parse_status::bad_start_line;
+    if (line.find_first_of("\r\n") != std::string_view::npos)
+        return parse_status::bad_start_line;
 
     // HTTP-version SP status-code SP [reason-phrase]
-    if (line.size() < 8) return parse_status::bad_start_line;
+    if (line.size() < 8)
+        return parse_status::bad_start_line;
     if (const auto st = parse_version(line.substr(0, line.find(' ')), out.version_minor);
         st != parse_status::ok)
         return st;
-    if (line.size() < 12 || line[8] != ' ') return parse_status::bad_start_line;
+    if (line.size() < 12 || line[8] != ' ')
+        return parse_status::bad_start_line;
     int status = 0;
     for (int i = 9; i < 12; ++i) {
-        if (line[i] < '0' || line[i] > '9') return parse_status::bad_start_line;
+        if (line[i] < '0' || line[i] > '9')
+            return parse_status::bad_start_line;
         status = status * 10 + (line[i] - '0');
     }
-    if (status < 100) return parse_status::bad_start_line;
-    if (line.size() > 12 && line[12] != ' ') return parse_status::bad_start_line;
+    if (status < 100)
+        return parse_status::bad_start_line;
+    if (line.size() > 12 && line[12] != ' ')
+        return parse_status::bad_start_line;
     out.status = status;
     out.reason = line.size() > 13 ? line.substr(13) : std::string_view{};
     // reason-phrase = *( HTAB / SP / VCHAR / obs-text ): no controls to pass on.
     for (char c : out.reason)
-        if (!is_value_char(c)) return parse_status::bad_start_line;
+        if (!is_value_char(c))
+            return parse_status::bad_start_line;
 
     std::string_view lines = head.substr(line_end + 2, end - 2 - (line_end + 2));
-    if (!only_crlf_line_ends(lines)) return parse_status::bad_field;
-    if (const auto st = parse_fields(lines, out); st != parse_status::ok) return st;
+    if (!only_crlf_line_ends(lines))
+        return parse_status::bad_field;
+    if (const auto st = parse_fields(lines, out); st != parse_status::ok)
+        return st;
     out.head_size = end;
     return parse_status::ok;
 }
@@ -323,11 +400,14 @@ framing response_framing(const message_head& response, bool request_was_head) {
     if (request_was_head || response.status < 200 || response.status == 204 ||
         response.status == 304)
         return framing::none;
-    if (response.body == framing::chunked) return framing::chunked;
-    if (response.body == framing::content_length) return framing::content_length;
+    if (response.body == framing::chunked)
+        return framing::chunked;
+    if (response.body == framing::content_length)
+        return framing::content_length;
     // An explicit Content-Length of 0 was parsed as `none`.
     for (const auto& f : response.fields)
-        if (f.name.size() == 14 && iequals(f.name, "content-length")) return framing::none;
+        if (f.name.size() == 14 && iequals(f.name, "content-length"))
+            return framing::none;
     return framing::until_close;
 }
 
@@ -348,17 +428,22 @@ chunked_scanner::result chunked_scanner::feed(std::string_view data,
         case state::size_first:
         case state::size: {
             int digit = -1;
-            if (c >= '0' && c <= '9') digit = c - '0';
-            else if (c >= 'a' && c <= 'f') digit = c - 'a' + 10;
-            else if (c >= 'A' && c <= 'F') digit = c - 'A' + 10;
+            if (c >= '0' && c <= '9')
+                digit = c - '0';
+            else if (c >= 'a' && c <= 'f')
+                digit = c - 'a' + 10;
+            else if (c >= 'A' && c <= 'F')
+                digit = c - 'A' + 10;
             if (digit >= 0) {
-                if (++size_digits_ > 15) return fail(); // would not fit 60 bits
+                if (++size_digits_ > 15)
+                    return fail(); // would not fit 60 bits
                 remaining_ = remaining_ * 16 + static_cast<std::uint64_t>(digit);
                 state_ = state::size;
                 ++i;
                 break;
             }
-            if (state_ == state::size_first) return fail();
+            if (state_ == state::size_first)
+                return fail();
             if (c == ';') {
                 state_ = state::ext;
                 ++i;
@@ -378,41 +463,53 @@ chunked_scanner::result chunked_scanner::feed(std::string_view data,
             return fail();
         }
         case state::size_ws:
-            if (c == ';') state_ = state::ext;
-            else if (c == '\r') state_ = state::size_lf;
-            else if (c != ' ' && c != '\t') return fail();
+            if (c == ';')
+                state_ = state::ext;
+            else if (c == '\r')
+                state_ = state::size_lf;
+            else if (c != ' ' && c != '\t')
+                return fail();
             ++i;
             break;
         case state::ext:
             // Chunk extensions are passed along unexamined but must not hide
             // line breaks or controls.
-            if (c == '\r') state_ = state::size_lf;
-            else if (!is_value_char(c)) return fail();
+            if (c == '\r')
+                state_ = state::size_lf;
+            else if (!is_value_char(c))
+                return fail();
             ++i;
             break;
         case state::size_lf:
-            if (c != '\n') return fail();
+            if (c != '\n')
+                return fail();
             ++i;
             size_digits_ = 0;
-            if (remaining_ == 0) state_ = state::trailer_start;
-            else state_ = state::data;
+            if (remaining_ == 0)
+                state_ = state::trailer_start;
+            else
+                state_ = state::data;
             break;
         case state::data: {
             const auto take = static_cast<std::size_t>(
                 std::min<std::uint64_t>(remaining_, static_cast<std::uint64_t>(n - i)));
-            if (payload != nullptr) payload->push_back(data.substr(i, take));
+            if (payload != nullptr)
+                payload->push_back(data.substr(i, take));
             i += take;
             remaining_ -= take;
-            if (remaining_ == 0) state_ = state::data_cr;
+            if (remaining_ == 0)
+                state_ = state::data_cr;
             break;
         }
         case state::data_cr:
-            if (c != '\r') return fail();
+            if (c != '\r')
+                return fail();
             state_ = state::data_lf;
             ++i;
             break;
         case state::data_lf:
-            if (c != '\n') return fail();
+            if (c != '\n')
+                return fail();
             state_ = state::size_first;
             ++i;
             break;
@@ -427,18 +524,23 @@ chunked_scanner::result chunked_scanner::feed(std::string_view data,
             ++i;
             break;
         case state::trailer:
-            if (++trailer_bytes_ > max_trailer_bytes) return fail();
-            if (c == '\r') state_ = state::trailer_lf;
-            else if (!is_value_char(c)) return fail();
+            if (++trailer_bytes_ > max_trailer_bytes)
+                return fail();
+            if (c == '\r')
+                state_ = state::trailer_lf;
+            else if (!is_value_char(c))
+                return fail();
             ++i;
             break;
         case state::trailer_lf:
-            if (c != '\n') return fail();
+            if (c != '\n')
+                return fail();
             state_ = state::trailer_start;
             ++i;
             break;
         case state::final_lf:
-            if (c != '\n') return fail();
+            if (c != '\n')
+                return fail();
             ++i;
             state_ = state::finished;
             r.consumed = i;

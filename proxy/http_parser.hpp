@@ -26,13 +26,13 @@ struct field {
 
 enum class parse_status : std::uint8_t {
     ok,
-    incomplete,         // the end of the head has not arrived yet
-    bad_start_line,     // request line or status line malformed
-    bad_version,        // not HTTP/1.0 or HTTP/1.1
-    bad_field,          // a field line is not `token ":" OWS value OWS`
-    space_before_colon, // "Name : value"
-    obs_fold,           // a field line starting with whitespace (RFC 9112 5.2)
-    bad_content_length, // not a decimal number, or several differing values
+    incomplete,            // the end of the head has not arrived yet
+    bad_start_line,        // request line or status line malformed
+    bad_version,           // not HTTP/1.0 or HTTP/1.1
+    bad_field,             // a field line is not `token ":" OWS value OWS`
+    space_before_colon,    // "Name : value"
+    obs_fold,              // a field line starting with whitespace (RFC 9112 5.2)
+    bad_content_length,    // not a decimal number, or several differing values
     bad_transfer_encoding, // anything but a final "chunked", or on HTTP/1.0
     conflicting_framing,   // both Content-Length and Transfer-Encoding
     too_many_fields,
@@ -48,7 +48,7 @@ struct message_head {
     int status = 0;
     std::string_view reason;
 
-    int version_minor = 1; // HTTP/1.<version_minor>
+    int version_minor = 1;     // HTTP/1.<version_minor>
     std::vector<field> fields; // in received order; capacity is reused across messages
 
     framing body = framing::none;
@@ -101,7 +101,7 @@ bool has_bare_lf(std::string_view data, std::size_t from);
 // Validates a chunked body as it streams past, so it can be forwarded as
 // received (or with the chunk framing removed, for HTTP/1.0 clients).
 class chunked_scanner {
-public:
+  public:
     struct result {
         std::size_t consumed = 0; // bytes of `data` that belong to the body
         bool done = false;        // the last chunk and the trailer section ended
@@ -115,10 +115,21 @@ public:
 
     void reset() { *this = chunked_scanner{}; }
 
-private:
+  private:
     enum class state : std::uint8_t {
-        size_first, size, size_ws, ext, size_lf, data, data_cr, data_lf,
-        trailer_start, trailer, trailer_lf, final_lf, finished,
+        size_first,
+        size,
+        size_ws,
+        ext,
+        size_lf,
+        data,
+        data_cr,
+        data_lf,
+        trailer_start,
+        trailer,
+        trailer_lf,
+        final_lf,
+        finished,
     };
     state state_ = state::size_first;
     std::uint64_t remaining_ = 0; // of the current chunk's data

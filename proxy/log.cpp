@@ -16,11 +16,16 @@ std::shared_ptr<spdlog::logger>& logger() {
 
 spdlog::level::level_enum to_spdlog(level l) {
     switch (l) {
-    case level::trace: return spdlog::level::trace;
-    case level::debug: return spdlog::level::debug;
-    case level::info: return spdlog::level::info;
-    case level::warn: return spdlog::level::warn;
-    case level::error: return spdlog::level::err;
+    case level::trace:
+        return spdlog::level::trace;
+    case level::debug:
+        return spdlog::level::debug;
+    case level::info:
+        return spdlog::level::info;
+    case level::warn:
+        return spdlog::level::warn;
+    case level::error:
+        return spdlog::level::err;
     }
     return spdlog::level::info;
 }
@@ -29,45 +34,65 @@ spdlog::level::level_enum to_spdlog(level l) {
 std::size_t utf8_length(std::string_view s, std::size_t i) {
     const auto c = static_cast<unsigned char>(s[i]);
     std::size_t n = 0;
-    if (c >= 0xc2 && c <= 0xdf) n = 2;
-    else if (c >= 0xe0 && c <= 0xef) n = 3;
-    else if (c >= 0xf0 && c <= 0xf4) n = 4;
-    else return 0;
-    if (i + n > s.size()) return 0;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2;
+    else if (c >= 0xe0 && c <= 0xef)
+        n = 3;
+    else if (c >= 0xf0 && c <= 0xf4)
+        n = 4;
+    else
+        return 0;
+    if (i + n > s.size())
+        return 0;
     for (std::size_t k = 1; k < n; ++k)
-        if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return 0;
+        if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80)
+            return 0;
     return n;
 }
 
 } // namespace
 
-field num(std::string_view key, long long value) { return {key, std::to_string(value), true}; }
-field flag(std::string_view key, bool value) { return {key, value ? "true" : "false", true}; }
+field num(std::string_view key, long long value) {
+    return {key, std::to_string(value), true};
+}
+field flag(std::string_view key, bool value) {
+    return {key, value ? "true" : "false", true};
+}
 
 void init(level min_level) {
     auto sink = std::make_shared<spdlog::sinks::stdout_sink_mt>();
     auto l = std::make_shared<spdlog::logger>("sluice", sink);
     // The message (%v) carries "msg" and the context fields, already JSON.
-    l->set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l",%v})", spdlog::pattern_time_type::utc);
+    l->set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l",%v})",
+                   spdlog::pattern_time_type::utc);
     l->set_level(to_spdlog(min_level));
     l->flush_on(spdlog::level::trace);
     logger() = std::move(l);
 }
 
 bool parse_level(std::string_view text, level& out) {
-    if (text == "trace") out = level::trace;
-    else if (text == "debug") out = level::debug;
-    else if (text == "info") out = level::info;
-    else if (text == "warn") out = level::warn;
-    else if (text == "error") out = level::error;
-    else return false;
+    if (text == "trace")
+        out = level::trace;
+    else if (text == "debug")
+        out = level::debug;
+    else if (text == "info")
+        out = level::info;
+    else if (text == "warn")
+        out = level::warn;
+    else if (text == "error")
+        out = level::error;
+    else
+        return false;
     return true;
 }
 
-bool enabled(level l) { return logger() && logger()->should_log(to_spdlog(l)); }
+bool enabled(level l) {
+    return logger() && logger()->should_log(to_spdlog(l));
+}
 
 void write(level l, std::string_view msg, std::initializer_list<field> fields) {
-    if (!enabled(l)) return;
+    if (!enabled(l))
+        return;
     std::string line;
     line.reserve(128);
     line.append("\"msg\":\"");
@@ -119,7 +144,9 @@ void append_json_escaped(std::string& out, std::string_view text) {
 void append_timestamp(std::string& out) {
     const auto now = std::chrono::system_clock::now();
     const auto secs = std::chrono::system_clock::to_time_t(now);
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() %
+        1000;
     std::tm tm{};
     ::gmtime_r(&secs, &tm);
     char buf[40];

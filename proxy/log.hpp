@@ -28,10 +28,18 @@ bool parse_level(std::string_view text, level& out);
 bool enabled(level l);
 
 void write(level l, std::string_view msg, std::initializer_list<field> fields = {});
-inline void debug(std::string_view m, std::initializer_list<field> f = {}) { write(level::debug, m, f); }
-inline void info(std::string_view m, std::initializer_list<field> f = {}) { write(level::info, m, f); }
-inline void warn(std::string_view m, std::initializer_list<field> f = {}) { write(level::warn, m, f); }
-inline void error(std::string_view m, std::initializer_list<field> f = {}) { write(level::error, m, f); }
+inline void debug(std::string_view m, std::initializer_list<field> f = {}) {
+    write(level::debug, m, f);
+}
+inline void info(std::string_view m, std::initializer_list<field> f = {}) {
+    write(level::info, m, f);
+}
+inline void warn(std::string_view m, std::initializer_list<field> f = {}) {
+    write(level::warn, m, f);
+}
+inline void error(std::string_view m, std::initializer_list<field> f = {}) {
+    write(level::error, m, f);
+}
 
 // Appends `text` to `out` as the inside of a JSON string: quotes,
 // backslashes and control characters escaped, bytes that are not valid

@@ -42,7 +42,8 @@ int main(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
         auto value = [&](std::string_view name) -> const char* {
-            if (i + 1 >= argc) return nullptr;
+            if (i + 1 >= argc)
+                return nullptr;
             (void)name;
             return argv[++i];
         };
@@ -56,7 +57,8 @@ int main(int argc, char** argv) {
             check = true;
         } else if (arg == "--config" || arg.starts_with("--config=")) {
             const char* v = arg == "--config" ? value(arg) : argv[i] + 9;
-            if (v == nullptr || *v == '\0') return usage_error("--config needs a file");
+            if (v == nullptr || *v == '\0')
+                return usage_error("--config needs a file");
             config_path = v;
         } else if (arg == "--log-level" || arg.starts_with("--log-level=")) {
             const char* v = arg == "--log-level" ? value(arg) : argv[i] + 12;
@@ -73,21 +75,25 @@ int main(int argc, char** argv) {
 
     auto loaded = sluice::config::load_file(config_path);
     if (auto* errors = std::get_if<std::vector<sluice::config::error>>(&loaded)) {
-        for (const auto& e : *errors) std::cerr << sluice::config::to_string(e) << "\n";
+        for (const auto& e : *errors)
+            std::cerr << sluice::config::to_string(e) << "\n";
         return 1;
     }
     auto& cfg = std::get<sluice::config::config>(loaded);
     // Certificates and keys must load and match, at start-up as in --check.
     bool certificates_ok = true;
     for (std::size_t l = 0; l < cfg.listeners.size(); ++l) {
-        if (!cfg.listeners[l].tls) continue;
+        if (!cfg.listeners[l].tls)
+            continue;
         for (const auto& problem : sluice::tls::check_certificates(*cfg.listeners[l].tls)) {
             const auto key = "listeners[" + std::to_string(l) + "].tls.certificates";
-            std::cerr << sluice::config::to_string(sluice::config::error_at(cfg, key, problem)) << "\n";
+            std::cerr << sluice::config::to_string(sluice::config::error_at(cfg, key, problem))
+                      << "\n";
             certificates_ok = false;
         }
     }
-    if (!certificates_ok) return 1;
+    if (!certificates_ok)
+        return 1;
     if (check) {
         std::cout << "config ok\n";
         return 0;

@@ -23,16 +23,19 @@ worker_metrics::worker_metrics() {
 
 worker_metrics::~worker_metrics() = default;
 
-void worker_metrics::on_request(const snapshot& snap, std::size_t listener, int upstream, int status,
-                                double seconds, std::uint64_t bytes_in, std::uint64_t bytes_out) {
+void worker_metrics::on_request(const snapshot& snap, std::size_t listener, int upstream,
+                                int status, double seconds, std::uint64_t bytes_in,
+                                std::uint64_t bytes_out) {
     const std::uint32_t slot =
         upstream < 0 ? 0 : upstream_slot(snap, static_cast<std::size_t>(upstream));
     auto& s = requests(listener, slot);
     code(s, status).add();
     // A clock that went backwards or a NaN must not make the sum decrease.
     s.duration.observe(seconds >= 0 ? seconds : 0.0, request_duration_bounds);
-    if (bytes_in != 0) s.bytes_in.add(bytes_in);
-    if (bytes_out != 0) s.bytes_out.add(bytes_out);
+    if (bytes_in != 0)
+        s.bytes_in.add(bytes_in);
+    if (bytes_out != 0)
+        s.bytes_out.add(bytes_out);
 }
 
 void worker_metrics::on_upstream_connect(const server_state& server, bool reused,
@@ -43,7 +46,8 @@ void worker_metrics::on_upstream_connect(const server_state& server, bool reused
         return;
     }
     s.connects.add();
-    s.connect_duration.observe(connect_seconds >= 0 ? connect_seconds : 0.0, connect_duration_bounds);
+    s.connect_duration.observe(connect_seconds >= 0 ? connect_seconds : 0.0,
+                               connect_duration_bounds);
 }
 
 std::uint32_t worker_metrics::upstream_slot(const snapshot& snap, std::size_t index) {
@@ -83,10 +87,13 @@ std::uint32_t worker_metrics::fill_slot_cache(const snapshot& snap, std::size_t 
 
 request_series& worker_metrics::add_requests(std::size_t listener, std::uint32_t slot) {
     const std::lock_guard lock(mutex_);
-    if (requests_.size() <= listener) requests_.resize(listener + 1);
+    if (requests_.size() <= listener)
+        requests_.resize(listener + 1);
     auto& row = requests_[listener];
-    if (row.size() <= slot) row.resize(slot + 1);
-    if (!row[slot]) row[slot] = std::make_unique<request_series>();
+    if (row.size() <= slot)
+        row.resize(slot + 1);
+    if (!row[slot])
+        row[slot] = std::make_unique<request_series>();
     return *row[slot];
 }
 
@@ -97,7 +104,8 @@ void worker_metrics::add_chunk(std::unique_ptr<request_series::code_chunk>& chun
 
 server_series& worker_metrics::add_server(const server_state& s) {
     const std::lock_guard lock(mutex_);
-    if (servers_.size() <= s.id) servers_.resize(static_cast<std::size_t>(s.id) + 1);
+    if (servers_.size() <= s.id)
+        servers_.resize(static_cast<std::size_t>(s.id) + 1);
     auto& slot = servers_[s.id];
     if (!slot) {
         slot = std::make_unique<server_series>();
@@ -109,9 +117,11 @@ server_series& worker_metrics::add_server(const server_state& s) {
 
 connection_series& worker_metrics::add_listener(std::size_t listener) {
     const std::lock_guard lock(mutex_);
-    if (connections_.size() <= listener) connections_.resize(listener + 1);
+    if (connections_.size() <= listener)
+        connections_.resize(listener + 1);
     auto& slot = connections_[listener];
-    if (!slot) slot = std::make_unique<connection_series>();
+    if (!slot)
+        slot = std::make_unique<connection_series>();
     return *slot;
 }
 
@@ -120,10 +130,12 @@ void worker_metrics::fold_into(folded_metrics& out) const {
     for (std::size_t l = 0; l < requests_.size(); ++l) {
         for (std::size_t slot = 0; slot < requests_[l].size(); ++slot) {
             const auto* s = requests_[l][slot].get();
-            if (s == nullptr) continue;
+            if (s == nullptr)
+                continue;
             auto& t = out.requests[{l, upstream_names_[slot]}];
             for (std::size_t h = 0; h < s->codes.size(); ++h) {
-                if (!s->codes[h]) continue;
+                if (!s->codes[h])
+                    continue;
                 for (std::size_t i = 0; i < 100; ++i)
                     if (const auto n = s->codes[h]->count[i].value(); n != 0)
                         t.codes[static_cast<int>(h * 100 + i)] += n;
@@ -136,7 +148,8 @@ void worker_metrics::fold_into(folded_metrics& out) const {
         }
     }
     for (const auto& s : servers_) {
-        if (!s) continue;
+        if (!s)
+            continue;
         auto& t = out.servers[{s->upstream, s->address}];
         t.requests += s->requests.value();
         t.connects += s->connects.value();
@@ -146,9 +159,11 @@ void worker_metrics::fold_into(folded_metrics& out) const {
             t.connect_buckets[b] += s->connect_duration.bucket(b);
         t.connect_sum += s->connect_duration.sum();
     }
-    if (out.connections.size() < connections_.size()) out.connections.resize(connections_.size());
+    if (out.connections.size() < connections_.size())
+        out.connections.resize(connections_.size());
     for (std::size_t l = 0; l < connections_.size(); ++l) {
-        if (!connections_[l]) continue;
+        if (!connections_[l])
+            continue;
         // Closed first, with acquire (the worker stores it with release):
         // every close seen has its open seen too, so opened >= closed.
         const auto closed = connections_[l]->closed.value(std::memory_order_acquire);
@@ -161,7 +176,8 @@ void worker_metrics::fold_into(folded_metrics& out) const {
 folded_metrics fold(std::span<const worker_metrics* const> workers) {
     folded_metrics out;
     for (const auto* w : workers)
-        if (w != nullptr) w->fold_into(out);
+        if (w != nullptr)
+            w->fold_into(out);
     return out;
 }
 
@@ -192,7 +208,9 @@ void counter(MetricFamily& f, labels l, std::uint64_t v) {
     sample(f, std::move(l)).counter.value = static_cast<double>(v);
 }
 
-void gauge(MetricFamily& f, labels l, double v) { sample(f, std::move(l)).gauge.value = v; }
+void gauge(MetricFamily& f, labels l, double v) {
+    sample(f, std::move(l)).gauge.value = v;
+}
 
 // `buckets` are per bucket, the last one +Inf; Prometheus wants them cumulative.
 template <std::size_t N>
@@ -202,7 +220,8 @@ void histogram(MetricFamily& f, labels l, const std::array<double, N>& bounds,
     std::uint64_t cumulative = 0;
     for (std::size_t i = 0; i <= N; ++i) {
         cumulative += buckets[i];
-        h.bucket.push_back({cumulative, i < N ? bounds[i] : std::numeric_limits<double>::infinity()});
+        h.bucket.push_back(
+            {cumulative, i < N ? bounds[i] : std::numeric_limits<double>::infinity()});
     }
     h.sample_count = cumulative;
     h.sample_sum = sum;
@@ -210,7 +229,7 @@ void histogram(MetricFamily& f, labels l, const std::array<double, N>& bounds,
 
 // Folds the workers when collected: the one Collectable of a scrape.
 class folded_collector final : public prometheus::Collectable {
-public:
+  public:
     explicit folded_collector(const exposition_input& in) : in_(in) {}
 
     std::vector<MetricFamily> Collect() const override {
@@ -240,7 +259,7 @@ public:
         return out;
     }
 
-private:
+  private:
     static std::string listener_name(const snapshot&, std::size_t id) {
         // Listener ids are stable per bind (see listener_entry::metrics_id).
         return listener_name_for_metrics(static_cast<std::uint32_t>(id));
@@ -264,7 +283,9 @@ private:
             const auto listener = listener_name(snap, key.listener);
             for (const auto& [code, n] : t.codes)
                 counter(requests,
-                        {{"listener", listener}, {"upstream", key.upstream}, {"code", std::to_string(code)}},
+                        {{"listener", listener},
+                         {"upstream", key.upstream},
+                         {"code", std::to_string(code)}},
                         n);
             const labels l{{"listener", listener}, {"upstream", key.upstream}};
             histogram(duration, l, request_duration_bounds, t.duration_buckets, t.duration_sum);
@@ -284,7 +305,8 @@ private:
         auto total = family("sluice_downstream_connections_total",
                             "Client connections accepted, by listener.", MetricType::Counter);
         std::size_t n = totals.connections.size();
-        for (const auto& l : snap.listeners) n = std::max<std::size_t>(n, l.metrics_id + 1);
+        for (const auto& l : snap.listeners)
+            n = std::max<std::size_t>(n, l.metrics_id + 1);
         for (std::size_t l = 0; l < n; ++l) {
             const auto c = l < totals.connections.size() ? totals.connections[l]
                                                          : folded_metrics::connection_totals{};
@@ -315,17 +337,22 @@ private:
         for (const auto& u : snap.upstreams) {
             for (const auto& s : u.servers) {
                 folded_metrics::server_key key{u.cfg->name, s->address};
-                if (!seen.insert(key).second) continue;
+                if (!seen.insert(key).second)
+                    continue;
                 servers[key]; // zero unless counted
                 const labels l{{"upstream", u.cfg->name}, {"server", s->address}};
                 gauge(healthy, l, s->available(now) ? 1 : 0);
                 gauge(in_flight, l, s->in_flight.load(std::memory_order_relaxed));
                 if (u.cfg->health) {
                     // Control-thread fields: render_prometheus runs there.
-                    counter(checks, {{"upstream", u.cfg->name}, {"server", s->address}, {"result", "success"}},
-                            s->checks_succeeded);
-                    counter(checks, {{"upstream", u.cfg->name}, {"server", s->address}, {"result", "failure"}},
-                            s->checks_failed);
+                    counter(
+                        checks,
+                        {{"upstream", u.cfg->name}, {"server", s->address}, {"result", "success"}},
+                        s->checks_succeeded);
+                    counter(
+                        checks,
+                        {{"upstream", u.cfg->name}, {"server", s->address}, {"result", "failure"}},
+                        s->checks_failed);
                 }
             }
         }
@@ -334,15 +361,16 @@ private:
                                MetricType::Counter);
         auto connects = family("sluice_upstream_connections_opened_total",
                                "New connections made to a server.", MetricType::Counter);
-        auto reuses = family("sluice_upstream_connection_reuses_total",
-                             "Idle pooled connections to a server taken for a request.",
-                             MetricType::Counter);
+        auto reuses =
+            family("sluice_upstream_connection_reuses_total",
+                   "Idle pooled connections to a server taken for a request.", MetricType::Counter);
         auto failures = family("sluice_upstream_connect_failures_total",
                                "Connects to a server that failed or timed out (each one is "
                                "retried on another server while retries are left).",
                                MetricType::Counter);
-        auto connect_time = family("sluice_upstream_connect_duration_seconds",
-                                   "Time to open a new connection to a server.", MetricType::Histogram);
+        auto connect_time =
+            family("sluice_upstream_connect_duration_seconds",
+                   "Time to open a new connection to a server.", MetricType::Histogram);
         for (const auto& [key, t] : servers) {
             const labels l{{"upstream", key.upstream}, {"server", key.address}};
             counter(requests, l, t.requests);

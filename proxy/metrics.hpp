@@ -13,13 +13,12 @@
 // its TextSerializer. docs/METRICS.md lists every metric.
 //
 // Keys. Listeners are counted by listener_entry::metrics_id, stable per
-// bind for the life of the process (a reload may add or remove listeners). Upstreams are counted by name: a per-worker table gives each name
-// a small slot, and a cache maps a snapshot's upstream index to that slot
-// (rebuilt once per worker when a new snapshot is first seen), so series
-// survive reloads that reorder, add or remove upstreams; the series of a
-// removed upstream keep their last value. Servers are counted by
-// server_state::id, a dense process-wide number; the names are copied on the
-// first request, so a removed server's counters keep their last value too.
+// bind for the life of the process (a reload may add or remove listeners). Upstreams are counted by
+// name: a per-worker table gives each name a small slot, and a cache maps a snapshot's upstream
+// index to that slot (rebuilt once per worker when a new snapshot is first seen), so series survive
+// reloads that reorder, add or remove upstreams; the series of a removed upstream keep their last
+// value. Servers are counted by server_state::id, a dense process-wide number; the names are copied
+// on the first request, so a removed server's counters keep their last value too.
 //
 // This header stays light (no Boost, no prometheus-cpp): worker.hpp includes it.
 
@@ -52,7 +51,7 @@ inline constexpr std::array<double, 14> connect_duration_bounds{
 // is a load and a store, not an atomic add: correct only while a single
 // thread writes, which is what makes it cheap.
 class local_counter {
-public:
+  public:
     void add(std::uint64_t n = 1, std::memory_order order = std::memory_order_relaxed) {
         value_.store(value_.load(std::memory_order_relaxed) + n, order);
     }
@@ -60,24 +59,25 @@ public:
         return value_.load(order);
     }
 
-private:
+  private:
     std::atomic<std::uint64_t> value_{0};
 };
 
 // A histogram with one writer: per-bucket (not cumulative) counts, the last
 // bucket being +Inf, and the sum of the observed values.
 template <std::size_t Bounds> class local_histogram {
-public:
+  public:
     void observe(double v, const std::array<double, Bounds>& bounds) {
         std::size_t i = 0;
-        while (i < Bounds && v > bounds[i]) ++i; // le: v <= bound falls in bucket i
+        while (i < Bounds && v > bounds[i])
+            ++i; // le: v <= bound falls in bucket i
         buckets_[i].add();
         sum_.store(sum_.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
     }
     std::uint64_t bucket(std::size_t i) const { return buckets_[i].value(); }
     double sum() const { return sum_.load(std::memory_order_relaxed); }
 
-private:
+  private:
     std::array<local_counter, Bounds + 1> buckets_;
     std::atomic<double> sum_{0};
 };
@@ -125,7 +125,8 @@ struct folded_metrics {
     };
     struct request_totals {
         std::map<int, std::uint64_t> codes; // status -> requests
-        std::array<std::uint64_t, request_duration_bounds.size() + 1> duration_buckets{}; // not cumulative
+        std::array<std::uint64_t, request_duration_bounds.size() + 1>
+            duration_buckets{}; // not cumulative
         double duration_sum = 0;
         std::uint64_t bytes_in = 0;
         std::uint64_t bytes_out = 0;
@@ -140,7 +141,8 @@ struct folded_metrics {
         std::uint64_t connects = 0;
         std::uint64_t reuses = 0;
         std::uint64_t connect_failures = 0;
-        std::array<std::uint64_t, connect_duration_bounds.size() + 1> connect_buckets{}; // not cumulative
+        std::array<std::uint64_t, connect_duration_bounds.size() + 1>
+            connect_buckets{}; // not cumulative
         double connect_sum = 0;
     };
     struct connection_totals {
@@ -160,7 +162,7 @@ struct folded_metrics {
 // upstream, status hundred or server) allocates under mutex_; that is rare
 // and is the only time the worker can wait for a scrape.
 class alignas(64) worker_metrics {
-public:
+  public:
     worker_metrics();
     ~worker_metrics();
     worker_metrics(const worker_metrics&) = delete;
@@ -199,13 +201,14 @@ public:
     // Adds this worker's counters to `out`.
     void fold_into(folded_metrics& out) const;
 
-private:
+  private:
     // The slot of snap.upstreams[index] in upstream_names_ (slot 0 = "").
     std::uint32_t upstream_slot(const snapshot& snap, std::size_t index);
     std::uint32_t fill_slot_cache(const snapshot& snap, std::size_t index);
 
     request_series& requests(std::size_t listener, std::uint32_t slot) {
-        if (listener < requests_.size() && slot < requests_[listener].size() && requests_[listener][slot])
+        if (listener < requests_.size() && slot < requests_[listener].size() &&
+            requests_[listener][slot])
             return *requests_[listener][slot];
         return add_requests(listener, slot);
     }
@@ -213,17 +216,20 @@ private:
     local_counter& code(request_series& s, int status) {
         const auto c = status >= 0 && status <= 999 ? static_cast<unsigned>(status) : 0U;
         auto& chunk = s.codes[c / 100];
-        if (!chunk) add_chunk(chunk);
+        if (!chunk)
+            add_chunk(chunk);
         return chunk->count[c % 100];
     }
     void add_chunk(std::unique_ptr<request_series::code_chunk>& chunk);
     server_series& servers(const server_state& s) {
-        if (s.id < servers_.size() && servers_[s.id]) return *servers_[s.id];
+        if (s.id < servers_.size() && servers_[s.id])
+            return *servers_[s.id];
         return add_server(s);
     }
     server_series& add_server(const server_state& s);
     connection_series& connections(std::size_t listener) {
-        if (listener < connections_.size() && connections_[listener]) return *connections_[listener];
+        if (listener < connections_.size() && connections_[listener])
+            return *connections_[listener];
         return add_listener(listener);
     }
     connection_series& add_listener(std::size_t listener);

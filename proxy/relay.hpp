@@ -71,7 +71,8 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
         // Forward what is buffered (possibly nothing, to send the head).
         std::size_t take = 0;
         scratch.buffers.clear();
-        if (!head.empty()) scratch.buffers.emplace_back(head.data(), head.size());
+        if (!head.empty())
+            scratch.buffers.emplace_back(head.data(), head.size());
         const auto data = src_buf.data();
         if (!done && !data.empty()) {
             switch (framing) {
@@ -93,10 +94,12 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
                 }
                 take = res.consumed;
                 done = res.done;
-                for (const auto piece : scratch.pieces) r.payload += piece.size();
+                for (const auto piece : scratch.pieces)
+                    r.payload += piece.size();
                 if (dechunk) {
                     for (const auto piece : scratch.pieces)
-                        if (!piece.empty()) scratch.buffers.emplace_back(piece.data(), piece.size());
+                        if (!piece.empty())
+                            scratch.buffers.emplace_back(piece.data(), piece.size());
                 } else {
                     scratch.buffers.emplace_back(data.data(), take);
                 }
@@ -110,7 +113,8 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
                 break;
             }
             r.bytes += take;
-            if (framing != http::framing::chunked) r.payload += take;
+            if (framing != http::framing::chunked)
+                r.payload += take;
             if (max_bytes > 0 && r.payload > max_bytes) {
                 r.outcome = relay_outcome::too_large;
                 co_return r;
@@ -121,7 +125,8 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
             co_return r;
         }
         if (net::buffer_size(scratch.buffers) > 0) {
-            if constexpr (requires { dst.expires_after(write_timeout); }) dst.expires_after(write_timeout);
+            if constexpr (requires { dst.expires_after(write_timeout); })
+                dst.expires_after(write_timeout);
             auto [ec, n] = co_await net::async_write(dst, scratch.buffers, use_tuple);
             if (ec) {
                 r.outcome = relay_outcome::write_failed;
@@ -131,13 +136,15 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
         }
         src_buf.consume(take);
         head = {};
-        if (done) co_return r;
+        if (done)
+            co_return r;
 
         if (continue_reply) {
             continue_reply = false;
             static constexpr std::string_view reply = "HTTP/1.1 100 Continue\r\n\r\n";
             src.expires_after(write_timeout);
-            auto [ec, n] = co_await net::async_write(src, net::buffer(reply.data(), reply.size()), use_tuple);
+            auto [ec, n] =
+                co_await net::async_write(src, net::buffer(reply.data(), reply.size()), use_tuple);
             if (ec) {
                 r.outcome = relay_outcome::read_failed;
                 co_return r;
@@ -151,9 +158,10 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
         auto [p, room] = src_buf.prepare(relay_chunk, relay_buffer_limit);
         auto [ec, n] = co_await src.async_read_some(net::buffer(p, room), use_tuple);
         if (ec) {
-            if (framing == http::framing::until_close && ec == net::error::eof) co_return r;
+            if (framing == http::framing::until_close && ec == net::error::eof)
+                co_return r;
             r.outcome = ec == boost::beast::error::timeout ? relay_outcome::timeout
-                                                            : relay_outcome::read_failed;
+                                                           : relay_outcome::read_failed;
             co_return r;
         }
         src_buf.commit(n);

@@ -5,12 +5,14 @@
 namespace sluice::proxy {
 
 bool valid_request_id(std::string_view id) {
-    if (id.empty() || id.size() > 200) return false;
+    if (id.empty() || id.size() > 200)
+        return false;
     for (char c : id) {
-        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                        c == '.' || c == '_' || c == ':' || c == '@' || c == '+' || c == '=' ||
-                        c == '-';
-        if (!ok) return false;
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                        (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' || c == '@' ||
+                        c == '+' || c == '=' || c == '-';
+        if (!ok)
+            return false;
     }
     return true;
 }
@@ -22,17 +24,21 @@ std::uint64_t splitmix64(std::uint64_t& x) {
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
 }
-std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+std::uint64_t rotl(std::uint64_t x, int k) {
+    return (x << k) | (x >> (64 - k));
+}
 } // namespace
 
 request_id_generator::request_id_generator(std::uint64_t seed) {
-    for (auto& word : s_) word = splitmix64(seed);
+    for (auto& word : s_)
+        word = splitmix64(seed);
 }
 
 request_id_generator::request_id_generator() {
     std::random_device rd;
     std::uint64_t seed = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
-    for (auto& word : s_) word = splitmix64(seed) ^ (static_cast<std::uint64_t>(rd()) << 16);
+    for (auto& word : s_)
+        word = splitmix64(seed) ^ (static_cast<std::uint64_t>(rd()) << 16);
 }
 
 std::uint64_t request_id_generator::next64() {
@@ -60,7 +66,8 @@ void request_id_generator::next(std::array<char, 36>& out) {
     static constexpr char hex[] = "0123456789abcdef";
     std::size_t o = 0;
     for (int i = 0; i < 16; ++i) {
-        if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
         out[o++] = hex[b[i] >> 4];
         out[o++] = hex[b[i] & 0x0f];
     }

@@ -11,8 +11,8 @@
 namespace sluice::proxy {
 
 struct compiled_route {
-    std::string host;        // lowercase exact host, or the suffix ".example.com" of a wildcard
-    bool wildcard = false;   // host holds the suffix of "*.example.com"
+    std::string host;      // lowercase exact host, or the suffix ".example.com" of a wildcard
+    bool wildcard = false; // host holds the suffix of "*.example.com"
     std::string path_prefix;
     const config::route* route = nullptr; // the action; points into the snapshot's config
     int upstream_index = -1;              // for `upstream` actions: index in snapshot upstreams

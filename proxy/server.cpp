@@ -53,14 +53,18 @@ std::unique_ptr<tcp::acceptor> bind_acceptor(net::io_context& io, const config::
     }
     auto acceptor = std::make_unique<tcp::acceptor>(io);
     acceptor->open(endpoint.protocol(), ec);
-    if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec)
+        acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
     if (!ec && reuse_port) {
         const int one = 1;
-        if (::setsockopt(acceptor->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+        if (::setsockopt(acceptor->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) !=
+            0)
             ec.assign(errno, boost::system::system_category());
     }
-    if (!ec) acceptor->bind(endpoint, ec);
-    if (!ec) acceptor->listen(listen_backlog, ec);
+    if (!ec)
+        acceptor->bind(endpoint, ec);
+    if (!ec)
+        acceptor->listen(listen_backlog, ec);
     if (ec) {
         error = "cannot listen on " + endpoint.address().to_string() + ":" +
                 std::to_string(endpoint.port()) + ": " + ec.message();
@@ -68,7 +72,6 @@ std::unique_ptr<tcp::acceptor> bind_acceptor(net::io_context& io, const config::
     }
     return acceptor;
 }
-
 
 // A start-up failure: logged, and printed on stderr as file:line:col so it
 // reads like a config error.
@@ -84,7 +87,8 @@ std::set<std::string> server_names(const config::config& cfg) {
     std::set<std::string> names;
     for (const auto& u : cfg.upstreams)
         for (const auto& s : u.servers)
-            if (!is_ip_literal(s.endpoint.host)) names.insert(s.endpoint.host);
+            if (!is_ip_literal(s.endpoint.host))
+                names.insert(s.endpoint.host);
     return names;
 }
 
@@ -94,18 +98,19 @@ std::chrono::milliseconds resolve_every(const config::config& cfg) {
     std::chrono::milliseconds every{0};
     for (const auto& u : cfg.upstreams) {
         bool named = false;
-        for (const auto& s : u.servers) named = named || !is_ip_literal(s.endpoint.host);
-        if (named && u.resolve_interval.count() > 0 && (every.count() == 0 || u.resolve_interval < every))
+        for (const auto& s : u.servers)
+            named = named || !is_ip_literal(s.endpoint.host);
+        if (named && u.resolve_interval.count() > 0 &&
+            (every.count() == 0 || u.resolve_interval < every))
             every = u.resolve_interval;
     }
     return every;
 }
 
-
 } // namespace
 
 class server_impl final : public control_plane {
-public:
+  public:
     explicit server_impl(config::config cfg) : initial_(std::move(cfg)) {}
 
     int run();
@@ -117,11 +122,12 @@ public:
     std::string status_page() const override { return render_status_page(facts()); }
     reload_result reload(const char* trigger) override;
 
-private:
+  private:
     void wait_for_signals();
     // One acceptor per worker for `listener`, or none (and `error`) when
     // the address cannot be bound.
-    std::vector<worker::new_acceptor> bind_everywhere(const config::listener& listener, std::string& error);
+    std::vector<worker::new_acceptor> bind_everywhere(const config::listener& listener,
+                                                      std::string& error);
     // Resolves the names of `cfg` that dns_ does not know yet, blocking.
     void resolve_missing(const config::config& cfg);
     // Makes `next` current: every worker gets it, health checks follow it.
@@ -134,7 +140,8 @@ private:
     // Starts or stops watching the file as config.watch says.
     void update_watch() {
         if (current_->cfg.watch && !watch_ && !draining_)
-            watch_ = std::make_unique<config_watch>(io_, current_->cfg.path, [this] { reload("watch"); });
+            watch_ = std::make_unique<config_watch>(io_, current_->cfg.path,
+                                                    [this] { reload("watch"); });
         else if (!current_->cfg.watch)
             watch_.reset();
     }
@@ -164,7 +171,8 @@ private:
 
 int server_impl::run() {
     std::signal(SIGPIPE, SIG_IGN);
-    for (const int signo : {SIGINT, SIGTERM, SIGHUP, SIGUSR1}) signals_.add(signo);
+    for (const int signo : {SIGINT, SIGTERM, SIGHUP, SIGUSR1})
+        signals_.add(signo);
     const std::string path = initial_.path;
     resolve_missing(initial_);
     config::config where;
@@ -186,14 +194,16 @@ int server_impl::run() {
     }
 
     const int worker_count = std::max(1, cfg.workers);
-    for (int i = 0; i < worker_count; ++i) workers_.push_back(std::make_unique<worker>(i, current_));
+    for (int i = 0; i < worker_count; ++i)
+        workers_.push_back(std::make_unique<worker>(i, current_));
     for (std::size_t l = 0; l < cfg.listeners.size(); ++l) {
         auto acceptors = bind_everywhere(cfg.listeners[l], error);
         if (acceptors.empty()) {
             fail_start(config::error_at(cfg, "listeners[" + std::to_string(l) + "].bind", error));
             return 1;
         }
-        for (std::size_t w = 0; w < workers_.size(); ++w) workers_[w]->add_acceptor(std::move(acceptors[w]));
+        for (std::size_t w = 0; w < workers_.size(); ++w)
+            workers_[w]->add_acceptor(std::move(acceptors[w]));
     }
     auto admin_acceptor = bind_acceptor(io_, cfg.admin.address, false, error);
     if (!admin_acceptor) {
@@ -202,7 +212,8 @@ int server_impl::run() {
     }
     admin_ = std::make_unique<admin_server>(io_, std::move(*admin_acceptor), *this);
 
-    for (auto& w : workers_) w->start();
+    for (auto& w : workers_)
+        w->start();
     prober_ = std::make_unique<health_prober>(io_, current_);
     arm_resolve_timer();
     update_watch();
@@ -210,16 +221,20 @@ int server_impl::run() {
     wait_for_signals();
     ready_ = true;
     for (const auto& listener : cfg.listeners)
-        log::info("listening", {{"listener", listener.name}, {"bind", listener.bind},
+        log::info("listening", {{"listener", listener.name},
+                                {"bind", listener.bind},
                                 log::flag("tls", listener.tls.has_value())});
-    log::info("started", {{"version", SLUICE_VERSION}, log::num("workers", worker_count),
-                          {"admin", cfg.admin.bind}, {"config", path}});
+    log::info("started", {{"version", SLUICE_VERSION},
+                          log::num("workers", worker_count),
+                          {"admin", cfg.admin.bind},
+                          {"config", path}});
 
     io_.run();
 
     prober_.reset();
     watch_.reset();
-    if (resolve_thread_.joinable()) resolve_thread_.join();
+    if (resolve_thread_.joinable())
+        resolve_thread_.join();
     workers_.clear(); // joins each worker and frees what it still held
     log::info("stopped");
     return 0;
@@ -227,15 +242,18 @@ int server_impl::run() {
 
 void server_impl::wait_for_signals() {
     signals_.async_wait([this](boost::system::error_code ec, int signo) {
-        if (ec) return;
+        if (ec)
+            return;
         switch (signo) {
         case SIGHUP:
             reload("signal");
             break;
         case SIGUSR1: {
             std::string error;
-            if (!reopen_access_log(error)) log::error("access log reopen failed", {{"error", error}});
-            else log::info("access log reopened");
+            if (!reopen_access_log(error))
+                log::error("access log reopen failed", {{"error", error}});
+            else
+                log::info("access log reopened");
             break;
         }
         default:
@@ -257,7 +275,8 @@ void server_impl::begin_shutdown() {
     ready_ = false;
     const auto grace = current_->cfg.timeouts.shutdown_grace;
     log::info("draining", {log::num("grace_ms", grace.count())});
-    for (auto& w : workers_) w->begin_drain();
+    for (auto& w : workers_)
+        w->begin_drain();
     poll_drain(std::chrono::steady_clock::now() + grace);
 }
 
@@ -265,25 +284,30 @@ void server_impl::begin_shutdown() {
 // connections have ended or the deadline passes; then stops.
 void server_impl::poll_drain(std::chrono::steady_clock::time_point deadline) {
     int active = 0;
-    for (const auto& w : workers_) active += w->active_connections();
+    for (const auto& w : workers_)
+        active += w->active_connections();
     const bool late = std::chrono::steady_clock::now() >= deadline;
     if (active == 0 || late) {
         if (active > 0) {
             log::warn("shutdown grace over", {log::num("connections_closed", active)});
-            for (auto& w : workers_) w->close_all();
+            for (auto& w : workers_)
+                w->close_all();
         }
         drain_timer_.cancel();
         resolve_timer_.cancel();
-        if (prober_) prober_.reset();
+        if (prober_)
+            prober_.reset();
         watch_.reset();
         signals_.cancel();
-        if (admin_) admin_->stop();
+        if (admin_)
+            admin_->stop();
         io_.stop();
         return;
     }
     drain_timer_.expires_after(drain_poll);
     drain_timer_.async_wait([this, deadline](boost::system::error_code ec) {
-        if (!ec) poll_drain(deadline);
+        if (!ec)
+            poll_drain(deadline);
     });
 }
 
@@ -299,14 +323,16 @@ reload_result server_impl::reload(const char* trigger) {
     if (auto* errors = std::get_if<std::vector<config::error>>(&loaded)) {
         std::string text;
         for (const auto& e : *errors) {
-            if (!text.empty()) text.push_back('\n');
+            if (!text.empty())
+                text.push_back('\n');
             text.append(config::to_string(e));
         }
         return fail(std::move(text));
     }
     auto& cfg = std::get<config::config>(loaded);
     if (!(cfg.admin.address == current_->cfg.admin.address))
-        return fail(config::to_string(config::error_at(cfg, "admin.bind", "changing the admin bind needs a restart")));
+        return fail(config::to_string(
+            config::error_at(cfg, "admin.bind", "changing the admin bind needs a restart")));
     // Listeners are kept by bind: new binds are bound now (so a bind that
     // fails fails the reload before anything changed), gone ones stop
     // accepting once the new snapshot is in place.
@@ -315,18 +341,24 @@ reload_result server_impl::reload(const char* trigger) {
     for (std::size_t l = 0; l < cfg.listeners.size(); ++l) {
         const auto key = listener_key(cfg.listeners[l]);
         bool known = false;
-        for (const auto& old : current_->cfg.listeners) known = known || listener_key(old) == key;
-        if (known) continue;
+        for (const auto& old : current_->cfg.listeners)
+            known = known || listener_key(old) == key;
+        if (known)
+            continue;
         std::string error;
         auto acceptors = bind_everywhere(cfg.listeners[l], error);
         if (acceptors.empty())
-            return fail(config::to_string(config::error_at(cfg, "listeners[" + std::to_string(l) + "].bind", error)));
-        for (std::size_t w = 0; w < workers_.size(); ++w) added[w].push_back(std::move(acceptors[w]));
+            return fail(config::to_string(
+                config::error_at(cfg, "listeners[" + std::to_string(l) + "].bind", error)));
+        for (std::size_t w = 0; w < workers_.size(); ++w)
+            added[w].push_back(std::move(acceptors[w]));
     }
     for (const auto& old : current_->cfg.listeners) {
         bool kept = false;
-        for (const auto& l : cfg.listeners) kept = kept || listener_key(l) == listener_key(old);
-        if (!kept) removed.push_back(listener_key(old));
+        for (const auto& l : cfg.listeners)
+            kept = kept || listener_key(l) == listener_key(old);
+        if (!kept)
+            removed.push_back(listener_key(old));
     }
     // Balancer state is per worker: size it for the workers that run.
     cfg.workers = static_cast<int>(workers_.size());
@@ -347,16 +379,19 @@ reload_result server_impl::reload(const char* trigger) {
     history_.record_success(next->loaded_at);
     result.ok = true;
     result.generation = next->generation;
-    log::info("config reloaded", {{"trigger", trigger}, log::num("generation", static_cast<long long>(next->generation))});
+    log::info(
+        "config reloaded",
+        {{"trigger", trigger}, log::num("generation", static_cast<long long>(next->generation))});
     return result;
 }
 
 std::vector<worker::new_acceptor> server_impl::bind_everywhere(const config::listener& listener,
-                                                              std::string& error) {
+                                                               std::string& error) {
     std::vector<worker::new_acceptor> out;
     for (auto& w : workers_) {
         auto acceptor = bind_acceptor(w->io(), listener.address, true, error);
-        if (!acceptor) return {};
+        if (!acceptor)
+            return {};
         out.push_back({std::move(acceptor), listener_key(listener)});
     }
     return out;
@@ -364,11 +399,14 @@ std::vector<worker::new_acceptor> server_impl::bind_everywhere(const config::lis
 
 void server_impl::resolve_missing(const config::config& cfg) {
     for (const auto& name : server_names(cfg)) {
-        if (dns_.count(name) != 0) continue;
+        if (dns_.count(name) != 0)
+            continue;
         const auto r = resolve_host(name, cfg.resolver, dns_timeout);
         if (r.ok) {
             dns_[name] = r.addresses;
-            log::info("resolved", {{"name", name}, log::num("addresses", static_cast<long long>(r.addresses.size()))});
+            log::info("resolved",
+                      {{"name", name},
+                       log::num("addresses", static_cast<long long>(r.addresses.size()))});
         } else {
             // Start anyway: the upstream has no server (503) until the name
             // resolves, which is retried every resolve_interval.
@@ -382,41 +420,48 @@ void server_impl::install(std::shared_ptr<const snapshot> next,
                           std::vector<std::string> removed) {
     current_ = next;
     for (std::size_t w = 0; w < workers_.size(); ++w)
-        workers_[w]->publish(next, w < added.size() ? std::move(added[w]) : std::vector<worker::new_acceptor>{},
-                             removed);
-    if (!draining_) prober_ = std::make_unique<health_prober>(io_, next);
+        workers_[w]->publish(
+            next, w < added.size() ? std::move(added[w]) : std::vector<worker::new_acceptor>{},
+            removed);
+    if (!draining_)
+        prober_ = std::make_unique<health_prober>(io_, next);
     registry_.prune();
 }
 
 void server_impl::arm_resolve_timer() {
     const auto every = resolve_every(current_->cfg);
     resolve_timer_.cancel();
-    if (every.count() == 0 || draining_) return;
+    if (every.count() == 0 || draining_)
+        return;
     resolve_timer_.expires_after(every);
     resolve_timer_.async_wait([this](boost::system::error_code ec) {
-        if (ec || draining_) return;
+        if (ec || draining_)
+            return;
         if (resolving_) {
             arm_resolve_timer();
             return;
         }
-        if (resolve_thread_.joinable()) resolve_thread_.join(); // finished: resolving_ is false
+        if (resolve_thread_.joinable())
+            resolve_thread_.join(); // finished: resolving_ is false
         resolving_ = true;
         // Lifetime: the thread is joined before the server goes away.
-        resolve_thread_ = std::thread([this, names = server_names(current_->cfg),
-                                       resolver = current_->cfg.resolver] {
-            std::map<std::string, resolve_result> results;
-            for (const auto& name : names) results[name] = resolve_host(name, resolver, dns_timeout);
-            net::post(io_, [this, results = std::move(results)]() mutable {
-                resolving_ = false;
-                apply_resolution(std::move(results));
+        resolve_thread_ = std::thread(
+            [this, names = server_names(current_->cfg), resolver = current_->cfg.resolver] {
+                std::map<std::string, resolve_result> results;
+                for (const auto& name : names)
+                    results[name] = resolve_host(name, resolver, dns_timeout);
+                net::post(io_, [this, results = std::move(results)]() mutable {
+                    resolving_ = false;
+                    apply_resolution(std::move(results));
+                });
             });
-        });
         arm_resolve_timer();
     });
 }
 
 void server_impl::apply_resolution(std::map<std::string, resolve_result> results) {
-    if (draining_) return;
+    if (draining_)
+        return;
     bool changed = false;
     for (auto& [name, r] : results) {
         if (!r.ok) {
@@ -425,14 +470,17 @@ void server_impl::apply_resolution(std::map<std::string, resolve_result> results
             continue;
         }
         auto& known = dns_[name];
-        if (known == r.addresses) continue;
-        log::info("dns answer changed", {{"name", name},
-                                         log::num("before", static_cast<long long>(known.size())),
-                                         log::num("after", static_cast<long long>(r.addresses.size()))});
+        if (known == r.addresses)
+            continue;
+        log::info("dns answer changed",
+                  {{"name", name},
+                   log::num("before", static_cast<long long>(known.size())),
+                   log::num("after", static_cast<long long>(r.addresses.size()))});
         known = std::move(r.addresses);
         changed = true;
     }
-    if (!changed) return;
+    if (!changed)
+        return;
     // Same configuration, new addresses: servers that stay keep their state,
     // new ones join, gone ones get no new requests.
     auto cfg = current_->cfg;
@@ -452,6 +500,8 @@ status_facts server_impl::facts() const {
 
 server::server(config::config cfg) : impl_(std::make_unique<server_impl>(std::move(cfg))) {}
 server::~server() = default;
-int server::run() { return impl_->run(); }
+int server::run() {
+    return impl_->run();
+}
 
 } // namespace sluice::proxy

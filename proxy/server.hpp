@@ -12,7 +12,7 @@ namespace sluice::proxy {
 class server_impl;
 
 class server {
-public:
+  public:
     // Takes a validated config. Nothing is bound until run().
     explicit server(config::config cfg);
     ~server();
@@ -25,7 +25,7 @@ public:
     // (the reason is logged).
     int run();
 
-private:
+  private:
     std::unique_ptr<server_impl> impl_;
 };
 

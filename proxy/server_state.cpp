@@ -46,8 +46,10 @@ std::shared_ptr<server_state> server_registry::get(const std::string& upstream,
 
 void server_registry::prune() {
     for (auto it = entries_.begin(); it != entries_.end();) {
-        if (it->second.use_count() == 1) it = entries_.erase(it);
-        else ++it;
+        if (it->second.use_count() == 1)
+            it = entries_.erase(it);
+        else
+            ++it;
     }
 }
 

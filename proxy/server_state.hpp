@@ -84,7 +84,7 @@ void record_connect_success(server_state& s);
 
 // Owned by the control thread; snapshots hold shared_ptrs to its entries.
 class server_registry {
-public:
+  public:
     // The state for (upstream, address), created on first use.
     std::shared_ptr<server_state> get(const std::string& upstream, const std::string& address,
                                       const std::string& name, const std::string& ip,
@@ -92,7 +92,7 @@ public:
     // Forgets entries no snapshot references any more.
     void prune();
 
-private:
+  private:
     std::map<std::pair<std::string, std::string>, std::shared_ptr<server_state>> entries_;
 };
 

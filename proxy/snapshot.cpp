@@ -9,7 +9,8 @@ namespace sluice::proxy {
 namespace {
 
 std::string join_host_port(const std::string& ip, std::uint16_t port) {
-    if (ip.find(':') != std::string::npos) return "[" + ip + "]:" + std::to_string(port);
+    if (ip.find(':') != std::string::npos)
+        return "[" + ip + "]:" + std::to_string(port);
     return ip + ":" + std::to_string(port);
 }
 
@@ -38,13 +39,15 @@ std::string listener_key(const config::listener& l) {
 
 const listener_entry* snapshot::find_listener(std::string_view key) const {
     for (const auto& l : listeners)
-        if (l.key == key) return &l;
+        if (l.key == key)
+            return &l;
     return nullptr;
 }
 
 const upstream_entry* snapshot::find_upstream(std::string_view name) const {
     for (const auto& u : upstreams)
-        if (u.cfg->name == name) return &u;
+        if (u.cfg->name == name)
+            return &u;
     return nullptr;
 }
 
@@ -64,13 +67,17 @@ std::shared_ptr<const snapshot> build_snapshot(config::config cfg, std::uint64_t
         e.response_timeout = u.timeouts.response.value_or(snap->cfg.timeouts.upstream_response);
         for (const auto& s : u.servers) {
             std::vector<std::string> ips;
-            if (is_ip_literal(s.endpoint.host)) ips.push_back(s.endpoint.host);
-            else if (const auto it = dns.find(s.endpoint.host); it != dns.end()) ips = it->second;
+            if (is_ip_literal(s.endpoint.host))
+                ips.push_back(s.endpoint.host);
+            else if (const auto it = dns.find(s.endpoint.host); it != dns.end())
+                ips = it->second;
             for (const auto& ip : ips) {
                 const auto address = join_host_port(ip, s.endpoint.port);
                 bool duplicate = false;
-                for (const auto& existing : e.servers) duplicate = duplicate || existing->address == address;
-                if (duplicate) continue; // two names for one address: one server
+                for (const auto& existing : e.servers)
+                    duplicate = duplicate || existing->address == address;
+                if (duplicate)
+                    continue; // two names for one address: one server
                 auto state = registry.get(u.name, address, s.address, ip, s.endpoint.port);
                 if (!u.health) {
                     // Without active checks a server is healthy (SPEC 2),
@@ -83,30 +90,35 @@ std::shared_ptr<const snapshot> build_snapshot(config::config cfg, std::uint64_t
             }
         }
         e.cursors.resize(workers);
-        for (auto& c : e.cursors) c.current.assign(e.servers.size(), 0);
+        for (auto& c : e.cursors)
+            c.current.assign(e.servers.size(), 0);
         snap->upstreams.push_back(std::move(e));
     }
     for (const auto& l : snap->cfg.listeners) {
         listener_entry e;
         e.cfg = &l;
         e.key = listener_key(l);
-        const auto [it, added] = listener_ids().try_emplace(e.key, static_cast<std::uint32_t>(listener_ids().size()));
+        const auto [it, added] =
+            listener_ids().try_emplace(e.key, static_cast<std::uint32_t>(listener_ids().size()));
         e.metrics_id = it->second;
-        if (listener_names().size() <= e.metrics_id) listener_names().resize(e.metrics_id + 1);
+        if (listener_names().size() <= e.metrics_id)
+            listener_names().resize(e.metrics_id + 1);
         listener_names()[e.metrics_id] = l.name;
         if (l.tls) {
             try {
                 e.tls = std::make_shared<tls::server_contexts>(*l.tls);
             } catch (const std::exception& ex) {
                 throw snapshot_error("listeners[" + std::to_string(snap->listeners.size()) +
-                                         "].tls.certificates", ex.what());
+                                         "].tls.certificates",
+                                     ex.what());
             }
         }
         for (const auto& r : l.routes) {
             auto compiled = compile_route(r);
             if (const auto* name = std::get_if<std::string>(&r.action)) {
                 for (std::size_t i = 0; i < snap->upstreams.size(); ++i)
-                    if (snap->upstreams[i].cfg->name == *name) compiled.upstream_index = static_cast<int>(i);
+                    if (snap->upstreams[i].cfg->name == *name)
+                        compiled.upstream_index = static_cast<int>(i);
             }
             e.routes.push_back(std::move(compiled));
         }

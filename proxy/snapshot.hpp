@@ -43,7 +43,7 @@ std::string listener_key(const config::listener& l);
 
 struct listener_entry {
     const config::listener* cfg = nullptr;
-    std::string key; // listener_key(*cfg)
+    std::string key;              // listener_key(*cfg)
     std::uint32_t metrics_id = 0; // stable per bind for the process's life (metrics series)
     std::vector<compiled_route> routes;
     std::shared_ptr<tls::server_contexts> tls; // certificates read for this snapshot; null for HTTP

@@ -19,11 +19,20 @@ const char* balance_name(config::balance_policy b) {
 void html_escape(std::string& out, std::string_view v) {
     for (char c : v) {
         switch (c) {
-        case '<': out.append("&lt;"); break;
-        case '>': out.append("&gt;"); break;
-        case '&': out.append("&amp;"); break;
-        case '"': out.append("&quot;"); break;
-        default: out.push_back(c);
+        case '<':
+            out.append("&lt;");
+            break;
+        case '>':
+            out.append("&gt;");
+            break;
+        case '&':
+            out.append("&amp;");
+            break;
+        case '"':
+            out.append("&quot;");
+            break;
+        default:
+            out.push_back(c);
         }
     }
 }
@@ -49,7 +58,8 @@ std::string render_status_json(const status_facts& f) {
     if (f.history->any) {
         last["ok"] = f.history->last_ok;
         last["at"] = format_utc(f.history->last_at);
-        if (!f.history->last_ok) last["error"] = f.history->last_error;
+        if (!f.history->last_ok)
+            last["error"] = f.history->last_error;
     } else {
         last["ok"] = true;
         last["at"] = format_utc(f.history->loaded_at);
@@ -76,7 +86,8 @@ std::string render_status_json(const status_facts& f) {
             const auto& s = *u.servers[i];
             json::object so;
             so["address"] = s.address;
-            if (s.name != s.address) so["name"] = s.name;
+            if (s.name != s.address)
+                so["name"] = s.name;
             so["weight"] = u.weights[i];
             so["healthy"] = s.available(now);
             so["in_flight"] = s.in_flight.load(std::memory_order_relaxed);
@@ -85,7 +96,8 @@ std::string render_status_json(const status_facts& f) {
                 check["ok"] = s.last_check.ok;
                 check["at"] = format_utc(s.last_check.at);
                 check["status"] = s.last_check.status;
-                if (!s.last_check.ok) check["error"] = s.last_check.error;
+                if (!s.last_check.ok)
+                    check["error"] = s.last_check.error;
                 so["last_check"] = std::move(check);
             }
             servers.push_back(std::move(so));
@@ -113,12 +125,13 @@ std::string render_status_page(const status_facts& f) {
     std::string out;
     out.append("<!doctype html><html><head><meta charset=\"utf-8\"><title>sluice status</title>"
                "<meta http-equiv=\"refresh\" content=\"5\">"
-               "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin-bottom:1.5em}"
+               "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;"
+               "margin-bottom:1.5em}"
                "td,th{border:1px solid #ccc;padding:.3em .7em;text-align:left}"
                ".up{background:#c8f0c8}.down{background:#f6c4c4}</style></head><body>");
-    out.append("<h1>sluice " SLUICE_VERSION "</h1><p>generation " + std::to_string(snap.generation) +
-               ", loaded " + format_utc(f.history->loaded_at) + ", " +
-               std::to_string(f.active_connections) + " client connections</p>");
+    out.append("<h1>sluice " SLUICE_VERSION "</h1><p>generation " +
+               std::to_string(snap.generation) + ", loaded " + format_utc(f.history->loaded_at) +
+               ", " + std::to_string(f.active_connections) + " client connections</p>");
     out.append("<h2>Listeners</h2><table><tr><th>name</th><th>bind</th><th>tls</th></tr>");
     for (const auto& l : snap.cfg.listeners) {
         out.append("<tr><td>");
@@ -132,15 +145,16 @@ std::string render_status_page(const status_facts& f) {
         out.append("<h3>");
         html_escape(out, u.cfg->name);
         out.append(std::string(" (") + balance_name(u.cfg->balance) + ")</h3>");
-        out.append("<table><tr><th>server</th><th>weight</th><th>state</th><th>in flight</th></tr>");
+        out.append(
+            "<table><tr><th>server</th><th>weight</th><th>state</th><th>in flight</th></tr>");
         for (std::size_t i = 0; i < u.servers.size(); ++i) {
             const auto& s = *u.servers[i];
             const bool up = s.available(now);
             out.append(up ? "<tr class=\"up\"><td>" : "<tr class=\"down\"><td>");
             html_escape(out, s.address);
-            out.append("</td><td>" + std::to_string(u.weights[i]) + "</td><td>" + (up ? "up" : "down") +
-                       "</td><td>" + std::to_string(s.in_flight.load(std::memory_order_relaxed)) +
-                       "</td></tr>");
+            out.append("</td><td>" + std::to_string(u.weights[i]) + "</td><td>" +
+                       (up ? "up" : "down") + "</td><td>" +
+                       std::to_string(s.in_flight.load(std::memory_order_relaxed)) + "</td></tr>");
         }
         out.append("</table>");
     }

@@ -21,20 +21,23 @@ bool still_open(upstream_connection& c) {
 
 std::unique_ptr<upstream_connection> upstream_pool::take(const server_state* server) {
     const auto it = idle_.find(server);
-    if (it == idle_.end()) return nullptr;
+    if (it == idle_.end())
+        return nullptr;
     auto& list = it->second;
     while (!list.empty()) {
         auto conn = std::move(list.back());
         list.pop_back();
         --count_;
-        if (still_open(*conn)) return conn;
+        if (still_open(*conn))
+            return conn;
     }
     return nullptr;
 }
 
 void upstream_pool::put(std::unique_ptr<upstream_connection> conn) {
     auto& list = idle_[conn->server.get()];
-    if (list.size() >= max_idle_per_server) return; // closes conn
+    if (list.size() >= max_idle_per_server)
+        return; // closes conn
     conn->idle_since = std::chrono::steady_clock::now();
     list.push_back(std::move(conn));
     ++count_;
@@ -58,11 +61,14 @@ std::size_t upstream_pool::sweep(std::chrono::steady_clock::duration max_idle) {
         std::erase_if(list, [&](const std::unique_ptr<upstream_connection>& c) {
             const bool old = max_idle == std::chrono::steady_clock::duration::zero() ||
                              now - c->idle_since > max_idle;
-            if (old) --count_;
+            if (old)
+                --count_;
             return old;
         });
-        if (list.empty()) it = idle_.erase(it);
-        else ++it;
+        if (list.empty())
+            it = idle_.erase(it);
+        else
+            ++it;
     }
     return count_;
 }

@@ -27,7 +27,7 @@ struct upstream_connection {
 };
 
 class upstream_pool {
-public:
+  public:
     // An idle connection to `server` that still looks open, or nullptr.
     // Connections the upstream closed while idle are dropped on the way.
     std::unique_ptr<upstream_connection> take(const server_state* server);
@@ -44,9 +44,10 @@ public:
     // Closes the idle connections of every server not in `servers`.
     void retain(const std::vector<const server_state*>& servers);
 
-private:
+  private:
     static constexpr std::size_t max_idle_per_server = 256;
-    std::unordered_map<const server_state*, std::vector<std::unique_ptr<upstream_connection>>> idle_;
+    std::unordered_map<const server_state*, std::vector<std::unique_ptr<upstream_connection>>>
+        idle_;
     std::size_t count_ = 0;
 };
 

@@ -34,30 +34,36 @@ worker::~worker() {
     // sessions those own) instead of being destroyed mid-flight with the
     // io_context.
     boost::system::error_code ignored;
-    for (auto& slot : acceptors_) slot->acceptor->close(ignored);
+    for (auto& slot : acceptors_)
+        slot->acceptor->close(ignored);
     const std::vector<session_base*> current(sessions_.begin(), sessions_.end());
     for (auto* s : current)
-        if (sessions_.count(s) != 0) s->close_now();
+        if (sessions_.count(s) != 0)
+            s->close_now();
     pool_.sweep(std::chrono::steady_clock::duration::zero());
     pool_sweep_timer_.cancel();
     log_flush_timer_.cancel();
     io_.restart();
     io_.run_for(std::chrono::seconds(5));
-    if (!access_log_.empty()) access_log_.flush();
+    if (!access_log_.empty())
+        access_log_.flush();
 }
 
 void worker::add_acceptor(new_acceptor a) {
-    acceptors_.push_back(std::make_shared<acceptor_slot>(acceptor_slot{std::move(a.acceptor), std::move(a.key)}));
+    acceptors_.push_back(
+        std::make_shared<acceptor_slot>(acceptor_slot{std::move(a.acceptor), std::move(a.key)}));
 }
 
 void worker::start() {
-    for (const auto& slot : acceptors_) accept_loop(slot);
+    for (const auto& slot : acceptors_)
+        accept_loop(slot);
     arm_pool_sweep();
     thread_ = std::thread([this] {
         // Keep running through the drain until the control thread stops us.
         auto guard = net::make_work_guard(io_);
         io_.run();
-        if (!access_log_.empty()) access_log_.flush();
+        if (!access_log_.empty())
+            access_log_.flush();
     });
 }
 
@@ -71,12 +77,14 @@ void worker::accept_loop(std::shared_ptr<acceptor_slot> slot_ptr) {
             for (;;) {
                 auto [ec, socket] =
                     co_await slot.acceptor->async_accept(net::as_tuple(net::use_awaitable));
-                if (ec == net::error::operation_aborted || !slot.acceptor->is_open()) co_return;
+                if (ec == net::error::operation_aborted || !slot.acceptor->is_open())
+                    co_return;
                 if (ec) {
                     // Out of descriptors (or another transient accept error):
                     // say so once, pause, and keep serving what is open.
                     if (!logged_exhaustion) {
-                        log::error("accept failed", {{"error", ec.message()}, log::num("worker", id_)});
+                        log::error("accept failed",
+                                   {{"error", ec.message()}, log::num("worker", id_)});
                         logged_exhaustion = true;
                     }
                     backoff.expires_after(std::chrono::milliseconds(100));
@@ -102,7 +110,8 @@ void worker::accept_loop(std::shared_ptr<acceptor_slot> slot_ptr) {
 void worker::arm_pool_sweep() {
     pool_sweep_timer_.expires_after(pool_sweep_every);
     pool_sweep_timer_.async_wait([this](boost::system::error_code ec) {
-        if (ec) return;
+        if (ec)
+            return;
         pool_.sweep(pool_max_idle);
         arm_pool_sweep();
     });
@@ -115,7 +124,8 @@ void worker::publish(std::shared_ptr<const snapshot> next, std::vector<new_accep
         snapshot_ = std::move(next);
         for (const auto& key : removed) {
             std::erase_if(acceptors_, [&](const std::shared_ptr<acceptor_slot>& slot) {
-                if (slot->key != key) return false;
+                if (slot->key != key)
+                    return false;
                 boost::system::error_code ignored;
                 slot->acceptor->close(ignored);
                 return true;
@@ -124,18 +134,22 @@ void worker::publish(std::shared_ptr<const snapshot> next, std::vector<new_accep
             // their response.
             const std::vector<session_base*> current(sessions_.begin(), sessions_.end());
             for (auto* session : current)
-                if (sessions_.count(session) != 0 && session->listener() == key) session->on_drain();
+                if (sessions_.count(session) != 0 && session->listener() == key)
+                    session->on_drain();
         }
         for (auto& a : added) {
-            auto slot = std::make_shared<acceptor_slot>(acceptor_slot{std::move(a.acceptor), std::move(a.key)});
+            auto slot = std::make_shared<acceptor_slot>(
+                acceptor_slot{std::move(a.acceptor), std::move(a.key)});
             acceptors_.push_back(slot);
-            if (!draining_) accept_loop(slot);
+            if (!draining_)
+                accept_loop(slot);
         }
         // Idle connections to servers that left close now; one in use
         // finishes its exchange first.
         std::vector<const server_state*> keep;
         for (const auto& u : snapshot_->upstreams)
-            for (const auto& s : u.servers) keep.push_back(s.get());
+            for (const auto& s : u.servers)
+                keep.push_back(s.get());
         pool_.retain(keep);
     });
 }
@@ -150,7 +164,8 @@ void worker::begin_drain() {
         // on_drain may close a session, which detaches it: iterate a copy.
         const std::vector<session_base*> current(sessions_.begin(), sessions_.end());
         for (auto* s : current)
-            if (sessions_.count(s) != 0) s->on_drain();
+            if (sessions_.count(s) != 0)
+                s->on_drain();
         pool_.sweep(std::chrono::steady_clock::duration::zero());
     });
 }
@@ -159,13 +174,15 @@ void worker::close_all() {
     net::post(io_, [this] {
         const std::vector<session_base*> current(sessions_.begin(), sessions_.end());
         for (auto* s : current)
-            if (sessions_.count(s) != 0) s->close_now();
+            if (sessions_.count(s) != 0)
+                s->close_now();
         pool_.sweep(std::chrono::steady_clock::duration::zero());
     });
 }
 
 void worker::stop_and_join() {
-    if (!thread_.joinable()) return;
+    if (!thread_.joinable())
+        return;
     net::post(io_, [this] {
         pool_sweep_timer_.cancel();
         log_flush_timer_.cancel();
@@ -180,12 +197,14 @@ void worker::log_access(const access_record& r) {
         access_log_.flush();
         return;
     }
-    if (log_flush_armed_) return;
+    if (log_flush_armed_)
+        return;
     log_flush_armed_ = true;
     log_flush_timer_.expires_after(log_flush_every);
     log_flush_timer_.async_wait([this](boost::system::error_code) {
         log_flush_armed_ = false;
-        if (!access_log_.empty()) access_log_.flush();
+        if (!access_log_.empty())
+            access_log_.flush();
     });
 }
 

@@ -27,7 +27,7 @@ namespace sluice::proxy {
 
 // What a worker needs from each client connection it runs.
 class session_base {
-public:
+  public:
     virtual ~session_base() = default;
     // Draining: close now if between requests, else after the current response.
     virtual void on_drain() = 0;
@@ -38,7 +38,7 @@ public:
 };
 
 class worker {
-public:
+  public:
     worker(int id, std::shared_ptr<const snapshot> initial);
     ~worker();
     worker(const worker&) = delete;
@@ -79,7 +79,7 @@ public:
     void attach(session_base* s);
     void detach(session_base* s);
 
-private:
+  private:
     struct acceptor_slot {
         std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor;
         std::string key;

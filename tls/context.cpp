@@ -13,7 +13,8 @@ namespace {
 std::string last_openssl_error() {
     const unsigned long code = ERR_get_error();
     ERR_clear_error();
-    if (code == 0) return "unknown error";
+    if (code == 0)
+        return "unknown error";
     char buf[256];
     ERR_error_string_n(code, buf, sizeof buf);
     return buf;
@@ -24,13 +25,15 @@ std::string last_openssl_error() {
 std::vector<std::string> check_certificates(const config::tls_settings& settings) {
     std::vector<std::string> problems;
     for (const auto& c : settings.certificates) {
-        std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_server_method()), SSL_CTX_free);
+        std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_server_method()),
+                                                              SSL_CTX_free);
         if (!ctx) {
             problems.push_back("cannot create a TLS context: " + last_openssl_error());
             continue;
         }
         if (SSL_CTX_use_certificate_chain_file(ctx.get(), c.cert_file.c_str()) != 1) {
-            problems.push_back("cannot load certificate " + c.cert_file + ": " + last_openssl_error());
+            problems.push_back("cannot load certificate " + c.cert_file + ": " +
+                               last_openssl_error());
             continue;
         }
         if (SSL_CTX_use_PrivateKey_file(ctx.get(), c.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {

@@ -13,15 +13,15 @@ namespace {
 
 // TLS 1.2: ECDHE key exchange with AEAD ciphers only. TLS 1.3's suites are
 // all AEAD with (EC)DHE and stay at OpenSSL's defaults.
-constexpr const char* tls12_ciphers =
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+constexpr const char* tls12_ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                                      "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                                      "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 
 std::string openssl_error() {
     const unsigned long code = ERR_get_error();
     ERR_clear_error();
-    if (code == 0) return "unknown error";
+    if (code == 0)
+        return "unknown error";
     char buf[256];
     ERR_error_string_n(code, buf, sizeof buf);
     return buf;
@@ -30,7 +30,8 @@ std::string openssl_error() {
 std::string lowercase(std::string_view s) {
     std::string out(s);
     for (auto& c : out)
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+        if (c >= 'A' && c <= 'Z')
+            c = static_cast<char>(c + 32);
     return out;
 }
 
@@ -39,21 +40,26 @@ std::string lowercase(std::string_view s) {
 std::vector<std::string> certificate_names(SSL_CTX* ctx) {
     std::vector<std::string> names;
     X509* cert = SSL_CTX_get0_certificate(ctx);
-    if (cert == nullptr) return names;
-    auto* sans = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+    if (cert == nullptr)
+        return names;
+    auto* sans =
+        static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
     if (sans != nullptr) {
         for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
             const GENERAL_NAME* name = sk_GENERAL_NAME_value(sans, i);
-            if (name->type != GEN_DNS) continue;
+            if (name->type != GEN_DNS)
+                continue;
             const auto* data = ASN1_STRING_get0_data(name->d.dNSName);
-            names.push_back(lowercase({reinterpret_cast<const char*>(data),
-                                       static_cast<std::size_t>(ASN1_STRING_length(name->d.dNSName))}));
+            names.push_back(
+                lowercase({reinterpret_cast<const char*>(data),
+                           static_cast<std::size_t>(ASN1_STRING_length(name->d.dNSName))}));
         }
         GENERAL_NAMES_free(sans);
     }
     if (names.empty()) {
         char cn[256] = {};
-        if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn) > 0)
+        if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn) >
+            0)
             names.push_back(lowercase(cn));
     }
     return names;
@@ -73,9 +79,11 @@ int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const un
 int on_server_name(SSL* ssl, int*, void* arg) {
     const auto& self = *static_cast<server_contexts*>(arg);
     const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-    if (name == nullptr) return SSL_TLSEXT_ERR_OK; // no SNI: the default certificate
+    if (name == nullptr)
+        return SSL_TLSEXT_ERR_OK; // no SNI: the default certificate
     const auto index = self.pick(name);
-    if (index != 0) SSL_set_SSL_CTX(ssl, self.context(index).native_handle());
+    if (index != 0)
+        SSL_set_SSL_CTX(ssl, self.context(index).native_handle());
     return SSL_TLSEXT_ERR_OK;
 }
 
@@ -84,7 +92,8 @@ int on_server_name(SSL* ssl, int*, void* arg) {
 bool certificate_name_matches(std::string_view pattern, std::string_view host) {
     if (pattern.size() > 2 && pattern[0] == '*' && pattern[1] == '.') {
         const auto suffix = pattern.substr(1); // ".example.com"
-        if (host.size() <= suffix.size() || host.substr(host.size() - suffix.size()) != suffix) return false;
+        if (host.size() <= suffix.size() || host.substr(host.size() - suffix.size()) != suffix)
+            return false;
         return host.substr(0, host.size() - suffix.size()).find('.') == std::string_view::npos;
     }
     return pattern == host;
@@ -94,7 +103,8 @@ server_contexts::server_contexts(const config::tls_settings& settings) {
     for (const auto& cert : settings.certificates) {
         auto ctx = std::make_unique<net::ssl::context>(net::ssl::context::tls_server);
         SSL_CTX* native = ctx->native_handle();
-        SSL_CTX_set_min_proto_version(native, settings.min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION);
+        SSL_CTX_set_min_proto_version(native, settings.min_version == "1.3" ? TLS1_3_VERSION
+                                                                            : TLS1_2_VERSION);
         SSL_CTX_set_max_proto_version(native, TLS1_3_VERSION);
         SSL_CTX_set_options(native, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION |
                                         SSL_OP_NO_RENEGOTIATION | SSL_OP_SINGLE_ECDH_USE);
@@ -108,17 +118,20 @@ server_contexts::server_contexts(const config::tls_settings& settings) {
         SSL_CTX_set_session_id_context(native, sid_context, sizeof sid_context - 1);
         SSL_CTX_set_alpn_select_cb(native, select_alpn, nullptr);
         if (SSL_CTX_use_certificate_chain_file(native, cert.cert_file.c_str()) != 1)
-            throw std::runtime_error("cannot load certificate " + cert.cert_file + ": " + openssl_error());
+            throw std::runtime_error("cannot load certificate " + cert.cert_file + ": " +
+                                     openssl_error());
         if (SSL_CTX_use_PrivateKey_file(native, cert.key_file.c_str(), SSL_FILETYPE_PEM) != 1)
             throw std::runtime_error("cannot load key " + cert.key_file + ": " + openssl_error());
         if (SSL_CTX_check_private_key(native) != 1) {
             ERR_clear_error();
-            throw std::runtime_error("key " + cert.key_file + " does not match certificate " + cert.cert_file);
+            throw std::runtime_error("key " + cert.key_file + " does not match certificate " +
+                                     cert.cert_file);
         }
         names_.push_back(certificate_names(native));
         contexts_.push_back(std::move(ctx));
     }
-    if (contexts_.empty()) throw std::runtime_error("no certificates");
+    if (contexts_.empty())
+        throw std::runtime_error("no certificates");
     SSL_CTX* first = contexts_.front()->native_handle();
     SSL_CTX_set_tlsext_servername_callback(first, on_server_name);
     SSL_CTX_set_tlsext_servername_arg(first, this);
@@ -128,7 +141,8 @@ std::size_t server_contexts::pick(std::string_view server_name) const {
     const auto host = lowercase(server_name);
     for (std::size_t i = 0; i < names_.size(); ++i)
         for (const auto& pattern : names_[i])
-            if (certificate_name_matches(pattern, host)) return i;
+            if (certificate_name_matches(pattern, host))
+                return i;
     return 0;
 }
 

@@ -14,7 +14,7 @@
 namespace sluice::tls {
 
 class server_contexts {
-public:
+  public:
     // Loads every certificate and key of `settings` (chain included) into
     // its own context: TLS 1.2 and 1.3 only (min_version may raise the
     // floor), ECDHE with AEAD ciphers, server preference, ALPN http/1.1,
@@ -32,7 +32,7 @@ public:
     std::size_t pick(std::string_view server_name) const;
     boost::asio::ssl::context& context(std::size_t index) const { return *contexts_[index]; }
 
-private:
+  private:
     std::vector<std::unique_ptr<boost::asio::ssl::context>> contexts_;
     std::vector<std::vector<std::string>> names_; // lowercase DNS names per certificate
 };

@@ -30,7 +30,8 @@ namespace http = sluice::proxy::http;
 
 #define SLUICE_FUZZ_CHECK(cond, what)                                                              \
     do {                                                                                           \
-        if (!(cond)) ::sluice::fuzz::fail(what, __FILE__, __LINE__);                               \
+        if (!(cond))                                                                               \
+            ::sluice::fuzz::fail(what, __FILE__, __LINE__);                                        \
     } while (0)
 
 // A check that found a bug in proxy/ or config/ which is reported but not yet
@@ -43,16 +44,19 @@ inline void known_finding(const char* invariant, const char* file, int line) {
         const char* v = std::getenv("SLUICE_FUZZ_STRICT");
         return v != nullptr && v[0] == '1';
     }();
-    if (strict) fail(invariant, file, line);
+    if (strict)
+        fail(invariant, file, line);
     static std::set<std::string> reported;
     if (reported.insert(invariant).second)
-        std::fprintf(stderr, "*** known finding (not fatal without SLUICE_FUZZ_STRICT=1) at %s:%d: %s\n", file,
-                     line, invariant);
+        std::fprintf(stderr,
+                     "*** known finding (not fatal without SLUICE_FUZZ_STRICT=1) at %s:%d: %s\n",
+                     file, line, invariant);
 }
 
 #define SLUICE_FUZZ_KNOWN(cond, what)                                                              \
     do {                                                                                           \
-        if (!(cond)) ::sluice::fuzz::known_finding(what, __FILE__, __LINE__);                      \
+        if (!(cond))                                                                               \
+            ::sluice::fuzz::known_finding(what, __FILE__, __LINE__);                               \
     } while (0)
 
 // FNV-1a: the same input always makes the same choices, so a crash replays.
@@ -65,18 +69,24 @@ inline std::uint64_t hash_of(std::string_view data) {
     return h;
 }
 
-inline char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+inline char ascii_lower(char c) {
+    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+}
 
 inline bool same_name(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
+    if (a.size() != b.size())
+        return false;
     for (std::size_t i = 0; i < a.size(); ++i)
-        if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+        if (ascii_lower(a[i]) != ascii_lower(b[i]))
+            return false;
     return true;
 }
 
 inline std::string_view trim_ows(std::string_view v) {
-    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t'))
+        v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t'))
+        v.remove_suffix(1);
     return v;
 }
 
@@ -87,8 +97,10 @@ inline std::vector<std::string_view> list_elements(std::string_view v) {
     for (;;) {
         const auto comma = v.find(',');
         const auto e = trim_ows(v.substr(0, comma));
-        if (!e.empty()) out.push_back(e);
-        if (comma == std::string_view::npos) break;
+        if (!e.empty())
+            out.push_back(e);
+        if (comma == std::string_view::npos)
+            break;
         v.remove_prefix(comma + 1);
     }
     return out;
@@ -97,13 +109,15 @@ inline std::vector<std::string_view> list_elements(std::string_view v) {
 inline std::size_t count_fields(const http::message_head& h, std::string_view name) {
     std::size_t n = 0;
     for (const auto& f : h.fields)
-        if (same_name(f.name, name)) ++n;
+        if (same_name(f.name, name))
+            ++n;
     return n;
 }
 
 inline const http::field* first_field(const http::message_head& h, std::string_view name) {
     for (const auto& f : h.fields)
-        if (same_name(f.name, name)) return &f;
+        if (same_name(f.name, name))
+            return &f;
     return nullptr;
 }
 
@@ -113,7 +127,8 @@ inline std::vector<std::string_view> connection_options(const http::message_head
     std::vector<std::string_view> out;
     for (const auto& f : h.fields)
         if (same_name(f.name, "connection"))
-            for (const auto e : list_elements(f.value)) out.push_back(e);
+            for (const auto e : list_elements(f.value))
+                out.push_back(e);
     return out;
 }
 
@@ -122,7 +137,8 @@ inline std::vector<std::string_view> connection_options(const http::message_head
 inline bool is_fixed_hop_by_hop(std::string_view name) {
     for (const auto* h : {"connection", "keep-alive", "proxy-connection", "te", "trailer",
                           "transfer-encoding", "upgrade"})
-        if (same_name(name, h)) return true;
+        if (same_name(name, h))
+            return true;
     return false;
 }
 
@@ -131,8 +147,10 @@ inline bool is_fixed_hop_by_hop(std::string_view name) {
 // injected bytes.
 inline bool crlf_only(std::string_view head) {
     for (std::size_t i = 0; i < head.size(); ++i) {
-        if (head[i] == '\r' && (i + 1 >= head.size() || head[i + 1] != '\n')) return false;
-        if (head[i] == '\n' && (i == 0 || head[i - 1] != '\r')) return false;
+        if (head[i] == '\r' && (i + 1 >= head.size() || head[i + 1] != '\n'))
+            return false;
+        if (head[i] == '\n' && (i == 0 || head[i - 1] != '\r'))
+            return false;
     }
     return http::find_head_end(head, 0) == head.size();
 }
@@ -141,23 +159,29 @@ inline bool crlf_only(std::string_view head) {
 inline bool no_controls(std::string_view text) {
     for (const char ch : text) {
         const auto c = static_cast<unsigned char>(ch);
-        if (c == '\r' || c == '\n' || c == '\t') continue;
-        if (c < 0x20 || c == 0x7f) return false;
+        if (c == '\r' || c == '\n' || c == '\t')
+            continue;
+        if (c < 0x20 || c == 0x7f)
+            return false;
     }
     return true;
 }
 
-inline bool clean_head(std::string_view head) { return crlf_only(head) && no_controls(head); }
+inline bool clean_head(std::string_view head) {
+    return crlf_only(head) && no_controls(head);
+}
 
 // Scans a chunked body whole, split in two at `split`, and one byte at a
 // time, and checks the three agree: where it ends or breaks, whether it
 // ended, and the payload bytes it yields. Returns the whole-scan result.
-inline http::chunked_scanner::result check_chunked_scanner(std::string_view body, std::size_t split) {
+inline http::chunked_scanner::result check_chunked_scanner(std::string_view body,
+                                                           std::size_t split) {
     using result = http::chunked_scanner::result;
 
     auto join = [](const std::vector<std::string_view>& pieces) {
         std::string s;
-        for (const auto p : pieces) s.append(p);
+        for (const auto p : pieces)
+            s.append(p);
         return s;
     };
 
@@ -169,7 +193,8 @@ inline http::chunked_scanner::result check_chunked_scanner(std::string_view body
     SLUICE_FUZZ_CHECK(whole.done || whole.error || whole.consumed == body.size(),
                       "chunked: stopped early without done or error");
     for (const auto p : whole_pieces)
-        SLUICE_FUZZ_CHECK(p.data() >= body.data() && p.data() + p.size() <= body.data() + whole.consumed,
+        SLUICE_FUZZ_CHECK(p.data() >= body.data() &&
+                              p.data() + p.size() <= body.data() + whole.consumed,
                           "chunked: payload piece outside the consumed bytes");
     const std::string whole_payload = join(whole_pieces);
 
@@ -206,10 +231,12 @@ inline http::chunked_scanner::result check_chunked_scanner(std::string_view body
                 break;
             }
         }
-        SLUICE_FUZZ_CHECK(bytes.consumed == whole.consumed, "chunked: bytewise scan consumed differently");
+        SLUICE_FUZZ_CHECK(bytes.consumed == whole.consumed,
+                          "chunked: bytewise scan consumed differently");
         SLUICE_FUZZ_CHECK(bytes.done == whole.done && bytes.error == whole.error,
                           "chunked: bytewise scan ended differently");
-        SLUICE_FUZZ_CHECK(join(byte_pieces) == whole_payload, "chunked: bytewise scan payload differs");
+        SLUICE_FUZZ_CHECK(join(byte_pieces) == whole_payload,
+                          "chunked: bytewise scan payload differs");
     }
     return whole;
 }

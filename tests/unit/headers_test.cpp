@@ -19,7 +19,6 @@ namespace cfg = sluice::config;
 namespace http = sluice::proxy::http;
 namespace proxy = sluice::proxy;
 
-
 namespace {
 
 // A head parsed from text it owns. Not copyable: the head's views point into `raw`.

@@ -15,13 +15,17 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr std::int64_t ms_ns(std::int64_t ms) { return ms * 1'000'000; }
+constexpr std::int64_t ms_ns(std::int64_t ms) {
+    return ms * 1'000'000;
+}
 
 // Applies `n` results of `ok`; returns how many of them reported a change.
-int feed(proxy::health_counters& c, bool ok, int n, int healthy_threshold, int unhealthy_threshold) {
+int feed(proxy::health_counters& c, bool ok, int n, int healthy_threshold,
+         int unhealthy_threshold) {
     int changes = 0;
     for (int i = 0; i < n; ++i)
-        if (proxy::record_check(c, ok, healthy_threshold, unhealthy_threshold)) ++changes;
+        if (proxy::record_check(c, ok, healthy_threshold, unhealthy_threshold))
+            ++changes;
     return changes;
 }
 
@@ -102,12 +106,15 @@ TEST_CASE("record_check: no change is reported when already in that state", "[he
     CHECK(c.healthy);
 }
 
-TEST_CASE("record_check: alternating results never change the verdict with thresholds > 1", "[health]") {
+TEST_CASE("record_check: alternating results never change the verdict with thresholds > 1",
+          "[health]") {
     proxy::health_counters c;
-    for (int i = 0; i < 20; ++i) CHECK_FALSE(proxy::record_check(c, i % 2 == 0, 2, 2));
+    for (int i = 0; i < 20; ++i)
+        CHECK_FALSE(proxy::record_check(c, i % 2 == 0, 2, 2));
     CHECK(c.healthy);
     REQUIRE(feed(c, false, 2, 2, 2) == 1);
-    for (int i = 0; i < 20; ++i) CHECK_FALSE(proxy::record_check(c, i % 2 == 0, 2, 2));
+    for (int i = 0; i < 20; ++i)
+        CHECK_FALSE(proxy::record_check(c, i % 2 == 0, 2, 2));
     CHECK_FALSE(c.healthy);
 }
 
@@ -128,7 +135,8 @@ TEST_CASE("expected: status inside the configured range, bounds included", "[hea
     CHECK_FALSE(proxy::expected(hc, 199));
 }
 
-TEST_CASE("passive: out for fail_timeout after max_fails consecutive failures", "[health][passive]") {
+TEST_CASE("passive: out for fail_timeout after max_fails consecutive failures",
+          "[health][passive]") {
     proxy::server_state s;
     const std::int64_t t0 = ms_ns(1'000'000);
     proxy::record_connect_failure(s, 3, 1000ms, t0);
@@ -154,7 +162,8 @@ TEST_CASE("passive: max_fails 1 takes the server out at the first failure", "[he
     CHECK(s.available(t0 + ms_ns(250)));
 }
 
-TEST_CASE("passive: only consecutive failures count; a success in between resets", "[health][passive]") {
+TEST_CASE("passive: only consecutive failures count; a success in between resets",
+          "[health][passive]") {
     proxy::server_state s;
     const std::int64_t t0 = ms_ns(10'000);
     proxy::record_connect_failure(s, 3, 1000ms, t0);
@@ -184,7 +193,8 @@ TEST_CASE("passive: after the fail_timeout the count starts again", "[health][pa
     CHECK(s.available(t1 + ms_ns(501)));
 }
 
-TEST_CASE("passive and active: an actively unhealthy server is unavailable whatever the clock", "[health]") {
+TEST_CASE("passive and active: an actively unhealthy server is unavailable whatever the clock",
+          "[health]") {
     proxy::server_state s;
     s.healthy.store(false);
     CHECK_FALSE(s.available(0));

@@ -14,7 +14,6 @@ namespace http = sluice::proxy::http;
 using http::framing;
 using http::parse_status;
 
-
 namespace {
 
 parse_status parse_request(const std::string& text) {

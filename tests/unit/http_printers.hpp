@@ -18,10 +18,14 @@ template <> struct StringMaker<sluice::proxy::http::framing> {
     static std::string convert(sluice::proxy::http::framing f) {
         using sluice::proxy::http::framing;
         switch (f) {
-        case framing::none: return "none";
-        case framing::content_length: return "content_length";
-        case framing::chunked: return "chunked";
-        case framing::until_close: return "until_close";
+        case framing::none:
+            return "none";
+        case framing::content_length:
+            return "content_length";
+        case framing::chunked:
+            return "chunked";
+        case framing::until_close:
+            return "until_close";
         }
         return "framing(?)";
     }

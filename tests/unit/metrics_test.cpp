@@ -52,7 +52,8 @@ std::shared_ptr<const snapshot> make_snapshot(const std::string& yaml, std::uint
     auto loaded = cfg::load_string(yaml, "t.yaml");
     if (const auto* errors = std::get_if<std::vector<cfg::error>>(&loaded)) {
         std::string all;
-        for (const auto& e : *errors) all += cfg::to_string(e) + "\n";
+        for (const auto& e : *errors)
+            all += cfg::to_string(e) + "\n";
         FAIL("config errors:\n" << all);
     }
     return build_snapshot(std::get<cfg::config>(std::move(loaded)), generation, registry, {});
@@ -60,7 +61,8 @@ std::shared_ptr<const snapshot> make_snapshot(const std::string& yaml, std::uint
 
 std::size_t upstream_index(const snapshot& snap, const std::string& name) {
     for (std::size_t i = 0; i < snap.upstreams.size(); ++i)
-        if (snap.upstreams[i].cfg->name == name) return i;
+        if (snap.upstreams[i].cfg->name == name)
+            return i;
     FAIL("no upstream " << name);
     return 0;
 }
@@ -72,7 +74,8 @@ const server_state& server(const snapshot& snap, const std::string& upstream, st
 std::uint64_t code_count(const folded_metrics& f, std::size_t listener, const std::string& upstream,
                          int code) {
     const auto it = f.requests.find({listener, upstream});
-    if (it == f.requests.end()) return 0;
+    if (it == f.requests.end())
+        return 0;
     const auto c = it->second.codes.find(code);
     return c == it->second.codes.end() ? 0 : c->second;
 }
@@ -82,7 +85,8 @@ double sample_value(const std::string& text, const std::string& series) {
     std::istringstream in(text);
     std::string line;
     while (std::getline(in, line)) {
-        if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+        if (line.rfind(series + " ", 0) == 0)
+            return std::stod(line.substr(series.size() + 1));
     }
     return -1;
 }
@@ -97,10 +101,12 @@ TEST_CASE("two workers' counters fold into their sums", "[metrics]") {
     worker_metrics a;
     worker_metrics b;
 
-    for (int i = 0; i < 3; ++i) a.on_request(*snap, 0, api, 200, 0.002, 10, 100);
+    for (int i = 0; i < 3; ++i)
+        a.on_request(*snap, 0, api, 200, 0.002, 10, 100);
     a.on_request(*snap, 0, api, 503, 0.5, 0, 5);
     a.on_request(*snap, 0, -1, 404, 0.0001, 0, 9);
-    for (int i = 0; i < 4; ++i) b.on_request(*snap, 0, api, 200, 0.02, 1, 1);
+    for (int i = 0; i < 4; ++i)
+        b.on_request(*snap, 0, api, 200, 0.02, 1, 1);
     b.on_request(*snap, 1, api, 200, 0.02, 0, 0);
     b.on_request(*snap, 0, web, 302, 0.001, 0, 0);
     b.on_request(*snap, 0, -1, 404, 0.0001, 0, 9);
@@ -156,23 +162,25 @@ TEST_CASE("histogram buckets are cumulative with _count and _sum", "[metrics]") 
     worker_metrics w;
     // On a bound counts in that bucket (le = less or equal).
     const std::array<double, 6> seconds{0.001, 0.0015, 0.01, 0.3, 7, 500};
-    for (const double s : seconds) w.on_request(*snap, 0, api, 200, s, 0, 0);
+    for (const double s : seconds)
+        w.on_request(*snap, 0, api, 200, s, 0, 0);
 
     const std::array<const worker_metrics*, 1> workers{&w};
     const auto f = fold(workers);
     const auto& d = f.requests.at({0, "api"});
-    CHECK(d.duration_buckets[0] == 1);                                // le 0.001
-    CHECK(d.duration_buckets[1] == 1);                                // le 0.0025
-    CHECK(d.duration_buckets[3] == 1);                                // le 0.01
-    CHECK(d.duration_buckets[8] == 1);                                // le 0.5
-    CHECK(d.duration_buckets[12] == 1);                               // le 10
-    CHECK(d.duration_buckets[request_duration_bounds.size()] == 1);   // +Inf
+    CHECK(d.duration_buckets[0] == 1);                              // le 0.001
+    CHECK(d.duration_buckets[1] == 1);                              // le 0.0025
+    CHECK(d.duration_buckets[3] == 1);                              // le 0.01
+    CHECK(d.duration_buckets[8] == 1);                              // le 0.5
+    CHECK(d.duration_buckets[12] == 1);                             // le 10
+    CHECK(d.duration_buckets[request_duration_bounds.size()] == 1); // +Inf
 
     exposition_input in;
     in.snap = snap.get();
     in.workers = workers;
     const auto text = render_prometheus(in);
-    const std::string b = "sluice_http_request_duration_seconds_bucket{listener=\"public\",upstream=\"api\",le=\"";
+    const std::string b =
+        "sluice_http_request_duration_seconds_bucket{listener=\"public\",upstream=\"api\",le=\"";
     CHECK(sample_value(text, b + "0.001\"}") == 1);
     CHECK(sample_value(text, b + "0.0025\"}") == 2);
     CHECK(sample_value(text, b + "0.005\"}") == 2);
@@ -224,16 +232,31 @@ TEST_CASE("the exposition has every SPEC metric with HELP and TYPE", "[metrics]"
         CHECK(text.find(std::string("# TYPE ") + name + " " + type + "\n") != std::string::npos);
     }
 
-    CHECK(sample_value(text, "sluice_http_requests_total{listener=\"public\",upstream=\"api\",code=\"200\"}") == 1);
-    CHECK(sample_value(text, "sluice_http_requests_total{listener=\"public\",upstream=\"\",code=\"404\"}") == 1);
-    CHECK(sample_value(text, "sluice_upstream_requests_total{upstream=\"api\",server=\"10.0.0.2:8000\"}") == 1);
+    CHECK(sample_value(
+              text,
+              "sluice_http_requests_total{listener=\"public\",upstream=\"api\",code=\"200\"}") ==
+          1);
+    CHECK(sample_value(
+              text, "sluice_http_requests_total{listener=\"public\",upstream=\"\",code=\"404\"}") ==
+          1);
+    CHECK(sample_value(
+              text, "sluice_upstream_requests_total{upstream=\"api\",server=\"10.0.0.2:8000\"}") ==
+          1);
     // Every current server has its series from the start.
-    CHECK(sample_value(text, "sluice_upstream_requests_total{upstream=\"api\",server=\"10.0.0.1:8000\"}") == 0);
-    CHECK(sample_value(text, "sluice_upstream_server_healthy{upstream=\"api\",server=\"10.0.0.1:8000\"}") == 1);
-    CHECK(sample_value(text, "sluice_upstream_server_in_flight{upstream=\"web\",server=\"10.0.0.3:80\"}") == 0);
+    CHECK(sample_value(
+              text, "sluice_upstream_requests_total{upstream=\"api\",server=\"10.0.0.1:8000\"}") ==
+          0);
+    CHECK(sample_value(
+              text, "sluice_upstream_server_healthy{upstream=\"api\",server=\"10.0.0.1:8000\"}") ==
+          1);
+    CHECK(sample_value(
+              text, "sluice_upstream_server_in_flight{upstream=\"web\",server=\"10.0.0.3:80\"}") ==
+          0);
     // Health checks: only upstreams that have them.
-    CHECK(sample_value(text, "sluice_health_checks_total{upstream=\"web\",server=\"10.0.0.3:80\",result=\"success\"}") == 0);
-    CHECK(sample_value(text, "sluice_health_checks_total{upstream=\"web\",server=\"10.0.0.3:80\",result=\"failure\"}") == 0);
+    CHECK(sample_value(text, "sluice_health_checks_total{upstream=\"web\",server=\"10.0.0.3:80\","
+                             "result=\"success\"}") == 0);
+    CHECK(sample_value(text, "sluice_health_checks_total{upstream=\"web\",server=\"10.0.0.3:80\","
+                             "result=\"failure\"}") == 0);
     CHECK(text.find("sluice_health_checks_total{upstream=\"api\"") == std::string::npos);
     CHECK(sample_value(text, "sluice_downstream_connections_active{listener=\"public\"}") == 1);
     CHECK(sample_value(text, "sluice_downstream_connections_total{listener=\"public\"}") == 1);
@@ -253,8 +276,10 @@ TEST_CASE("health-check counters come from the server state", "[metrics]") {
     exposition_input in;
     in.snap = snap.get();
     const auto text = render_prometheus(in);
-    CHECK(sample_value(text, "sluice_health_checks_total{upstream=\"web\",server=\"10.0.0.3:80\",result=\"success\"}") == 5);
-    CHECK(sample_value(text, "sluice_health_checks_total{upstream=\"web\",server=\"10.0.0.3:80\",result=\"failure\"}") == 2);
+    CHECK(sample_value(text, "sluice_health_checks_total{upstream=\"web\",server=\"10.0.0.3:80\","
+                             "result=\"success\"}") == 5);
+    CHECK(sample_value(text, "sluice_health_checks_total{upstream=\"web\",server=\"10.0.0.3:80\","
+                             "result=\"failure\"}") == 2);
 }
 
 TEST_CASE("label values are escaped", "[metrics]") {
@@ -271,7 +296,8 @@ TEST_CASE("label values are escaped", "[metrics]") {
     in.snap = snap.get();
     in.workers = workers;
     const auto text = render_prometheus(in);
-    CHECK(sample_value(text, R"(sluice_downstream_connections_total{listener="in\\ter\"nal\nx"})") == 1);
+    CHECK(sample_value(text,
+                       R"(sluice_downstream_connections_total{listener="in\\ter\"nal\nx"})") == 1);
 }
 
 TEST_CASE("upstream series follow the name across reloads", "[metrics]") {
@@ -325,12 +351,19 @@ upstreams:
     in.workers = workers;
     const auto text = render_prometheus(in);
     // Series of a removed upstream and server keep their last value.
-    CHECK(sample_value(text, "sluice_http_requests_total{listener=\"public\",upstream=\"web\",code=\"200\"}") == 1);
-    CHECK(sample_value(text, "sluice_upstream_requests_total{upstream=\"api\",server=\"10.0.0.2:8000\"}") == 1);
+    CHECK(sample_value(
+              text,
+              "sluice_http_requests_total{listener=\"public\",upstream=\"web\",code=\"200\"}") ==
+          1);
+    CHECK(sample_value(
+              text, "sluice_upstream_requests_total{upstream=\"api\",server=\"10.0.0.2:8000\"}") ==
+          1);
     // Gauges show only the servers of the current snapshot.
     CHECK(text.find("sluice_upstream_server_healthy{upstream=\"api\",server=\"10.0.0.2:8000\"}") ==
           std::string::npos);
-    CHECK(sample_value(text, "sluice_upstream_server_healthy{upstream=\"extra\",server=\"10.0.0.9:80\"}") == 1);
+    CHECK(sample_value(
+              text, "sluice_upstream_server_healthy{upstream=\"extra\",server=\"10.0.0.9:80\"}") ==
+          1);
 }
 
 TEST_CASE("status codes outside 0..999 count as 0", "[metrics]") {
