@@ -303,7 +303,9 @@ template <typename Stream> class client_session final : public session_base {
     bool client_timed_out_ = false;
     http::message_head req_;
     http::message_head resp_;
-    std::string head_out_; // outgoing head bytes; capacity reused
+    std::string head_out_;     // outgoing response head bytes; capacity reused
+    std::string request_head_; // outgoing request head, kept for a retry; capacity reused
+    std::vector<int> tried_;   // servers tried for the current request; capacity reused
     relay_scratch scratch_;
     relay_scratch sender_scratch_; // used by send_body while scratch_ may be in use
     body_buffer buffered_body_;
@@ -696,7 +698,8 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
 
     // The outgoing head is built while req_'s views are valid; kept in
     // request_head so a retry can resend it.
-    std::string request_head;
+    auto& request_head = request_head_;
+    request_head.clear();
     {
         forward_facts facts;
         facts.client_ip = client_ip_;
@@ -722,7 +725,6 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
         // No Host at all (HTTP/1.0): name the server.
         facts.default_host =
             host_.empty() ? std::string_view(up.cfg->servers.front().address) : host_;
-        request_head.reserve(512);
         build_upstream_request(req_, facts, request_head);
     }
     in_.consume(req_.head_size);
@@ -733,7 +735,8 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
         request_framing == http::framing::none ||
         (request_framing == http::framing::content_length && in_.size() >= request_length);
 
-    std::vector<int> tried;
+    auto& tried = tried_;
+    tried.clear();
     in_flight_guard guard;
     proxy_error failure = proxy_error::none;
     std::shared_ptr<body_sender> sender; // streams the body beside the exchange, when needed
