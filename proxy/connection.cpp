@@ -215,7 +215,11 @@ template <typename Stream> class client_session final : public session_base {
     // outlive this coroutine.
     static net::awaitable<void> send_body(client_session* self, std::shared_ptr<body_sender> state,
                                           std::string_view head, http::framing framing,
-                                          std::uint64_t length, bool send_continue);
+                                          std::uint64_t length);
+    // Writes the interim "100 Continue" the client waits for before it sends
+    // its body (Expect: 100-continue; the proxy answers it itself). Returns
+    // false when the client has gone.
+    net::awaitable<bool> write_continue(const config::config& cfg);
     // Stops a body sender that is still running and waits until it has.
     net::awaitable<void> stop_sender(body_sender& sender);
     // request_buffering: reads the whole chunked body, de-chunked, into
@@ -757,7 +761,7 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
                 const auto r = co_await relay_body(source, in_, upstream_->stream, request_framing,
                                                    request_length, false, cfg.timeouts.client_body,
                                                    up.response_timeout, cfg.limits.max_body_bytes,
-                                                   request_head, false, scratch_);
+                                                   request_head, scratch_);
                 disarm_client_timer();
                 sent = r.outcome;
                 bytes_in_ += r.bytes;
@@ -783,10 +787,18 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
             // The sender keeps going while the response is relayed (an
             // upstream may stream its answer while it reads, as /echo does);
             // it is stopped once the response has ended.
+            //
+            // The interim 100 goes out here, before the sender starts: once
+            // it has, this coroutine may write the response to the client,
+            // and two writes must never overlap on one stream.
+            if (send_continue && !co_await write_continue(cfg)) {
+                upstream_.reset();
+                error_ = proxy_error::client_closed;
+                co_return false;
+            }
             sender = std::make_shared<body_sender>(stream_.get_executor());
             net::co_spawn(stream_.get_executor(),
-                          send_body(this, sender, request_head, request_framing, request_length,
-                                    send_continue),
+                          send_body(this, sender, request_head, request_framing, request_length),
                           net::detached);
             // The sender may have failed before its first write (a bad chunk
             // in the bytes at hand); there is then no response to wait for.
@@ -875,9 +887,9 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
     const auto response_length = resp_.content_length;
     conn.buffer.consume(resp_.head_size);
 
-    const auto got = co_await relay_body(conn.stream, conn.buffer, stream_, framing,
-                                         response_length, dechunk, up.response_timeout,
-                                         cfg.timeouts.client_body, 0, head_out_, false, scratch_);
+    const auto got =
+        co_await relay_body(conn.stream, conn.buffer, stream_, framing, response_length, dechunk,
+                            up.response_timeout, cfg.timeouts.client_body, 0, head_out_, scratch_);
     bytes_out_ += got.bytes;
     if (sender) {
         co_await stop_sender(*sender);
@@ -950,16 +962,16 @@ template <typename Stream>
 net::awaitable<void> client_session<Stream>::send_body(client_session* self,
                                                        std::shared_ptr<body_sender> state,
                                                        std::string_view head, http::framing framing,
-                                                       std::uint64_t length, bool send_continue) {
+                                                       std::uint64_t length) {
     const auto& cfg = self->snap_->cfg;
     // The upstream socket without its stream timeout: the exchange reads
     // the same stream meanwhile, with the response timeout on it.
     auto& upstream = self->upstream_->stream.socket();
     client_source source{self};
-    state->result = co_await relay_body(source, self->in_, upstream, framing, length, false,
-                                        cfg.timeouts.client_body, cfg.timeouts.client_body,
-                                        cfg.limits.max_body_bytes, head, send_continue,
-                                        self->sender_scratch_, &state->stop);
+    state->result =
+        co_await relay_body(source, self->in_, upstream, framing, length, false,
+                            cfg.timeouts.client_body, cfg.timeouts.client_body,
+                            cfg.limits.max_body_bytes, head, self->sender_scratch_, &state->stop);
     self->disarm_client_timer();
     state->finished = true;
     if (self->client_side_error(state->result.outcome) != proxy_error::none) {
@@ -999,11 +1011,7 @@ net::awaitable<proxy_error> client_session<Stream>::buffer_request_body(const co
         }
         if (send_continue) {
             send_continue = false;
-            static constexpr std::string_view reply = "HTTP/1.1 100 Continue\r\n\r\n";
-            lowest().expires_after(cfg.timeouts.client_body);
-            auto [ec, n] = co_await net::async_write(
-                stream_, net::buffer(reply.data(), reply.size()), use_tuple);
-            if (ec)
+            if (!co_await write_continue(cfg))
                 co_return proxy_error::client_closed;
         }
         arm_client_timer(cfg.timeouts.client_body);
@@ -1014,6 +1022,15 @@ net::awaitable<proxy_error> client_session<Stream>::buffer_request_body(const co
             co_return client_timed_out_ ? proxy_error::body_timeout : proxy_error::client_closed;
         in_.commit(n);
     }
+}
+
+template <typename Stream>
+net::awaitable<bool> client_session<Stream>::write_continue(const config::config& cfg) {
+    static constexpr std::string_view reply = "HTTP/1.1 100 Continue\r\n\r\n";
+    lowest().expires_after(cfg.timeouts.client_body);
+    auto [ec, n] =
+        co_await net::async_write(stream_, net::buffer(reply.data(), reply.size()), use_tuple);
+    co_return !ec;
 }
 
 template <typename Stream>

@@ -54,14 +54,14 @@ inline constexpr std::size_t relay_buffer_limit = 64 * 1024;
 // bytes have been consumed from it and whatever follows (a pipelined
 // request) is left. The first body bytes go out with the head in one write.
 // `dechunk`: strip chunked framing (for HTTP/1.0 clients). `max_bytes`: 0 or
-// the most body bytes accepted. `continue_reply`: before the first read from
-// `src`, write "100 Continue" to it (the client waits for it to send a body).
+// the most body bytes accepted. `stop`: when set, no further read or write
+// is started (the outcome is then read_failed).
 template <typename Src, typename Dst>
 boost::asio::awaitable<relay_result>
 relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std::uint64_t length,
            bool dechunk, std::chrono::milliseconds read_timeout,
            std::chrono::milliseconds write_timeout, std::uint64_t max_bytes, std::string_view head,
-           bool continue_reply, relay_scratch& scratch, const bool* stop = nullptr) {
+           relay_scratch& scratch, const bool* stop = nullptr) {
     namespace net = boost::asio;
     relay_result r;
     http::chunked_scanner scanner;
@@ -139,17 +139,6 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
         if (done)
             co_return r;
 
-        if (continue_reply) {
-            continue_reply = false;
-            static constexpr std::string_view reply = "HTTP/1.1 100 Continue\r\n\r\n";
-            src.expires_after(write_timeout);
-            auto [ec, n] =
-                co_await net::async_write(src, net::buffer(reply.data(), reply.size()), use_tuple);
-            if (ec) {
-                r.outcome = relay_outcome::read_failed;
-                co_return r;
-            }
-        }
         if (stop != nullptr && *stop) {
             r.outcome = relay_outcome::read_failed;
             co_return r;
