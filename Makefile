@@ -30,7 +30,7 @@ fuzz: deps
 	cmake --preset fuzz
 	cmake --build --preset fuzz
 
-# Each libFuzzer target for its CI budget (tests/fuzz/README.md), about 2.5 minutes.
+# Each libFuzzer target for its CI budget (tests/fuzz/README.md), about 3 minutes.
 test-fuzz: fuzz
 	ctest --preset fuzz
 

@@ -141,6 +141,10 @@ template <typename Stream> class client_session final : public session_base {
                 peer_trusted_ = peer_trusted_ || cidr_contains(cidr, bytes, v6);
         }
         lowest().socket().set_option(tcp::no_delay(true), ec);
+        // Set again per request (a reload may rename it); set here too so a
+        // request refused before routing (400, 408, 431) is logged with it.
+        if (const auto* l = worker_.current()->find_listener(listener_key_))
+            listener_name_ = l->cfg->name;
         worker_.attach(this);
         worker_.metrics().on_connection_open(listener_id_);
     }
@@ -179,10 +183,15 @@ template <typename Stream> class client_session final : public session_base {
     net::awaitable<bool> handshake() {
         lowest().expires_after(worker_.current()->cfg.timeouts.client_header);
         auto [ec] = co_await stream_.async_handshake(net::ssl::stream_base::server, use_tuple);
+        using handshake = worker_metrics::handshake;
         if (ec) {
+            worker_.metrics().on_tls_handshake(listener_id_, handshake::failed);
             log::debug("tls handshake failed", {{"client", client_ip_}, {"error", ec.message()}});
             co_return false;
         }
+        worker_.metrics().on_tls_handshake(listener_id_, SSL_session_reused(stream_.native_handle())
+                                                             ? handshake::resumed
+                                                             : handshake::full);
         co_return true;
     }
 
@@ -280,6 +289,16 @@ template <typename Stream> class client_session final : public session_base {
     }
 
     beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+    // The address the client connected to, as a URI host ("[::1]" for IPv6).
+    std::string local_host() {
+        boost::system::error_code ec;
+        const auto a = lowest().socket().local_endpoint(ec).address();
+        if (ec)
+            return "localhost";
+        if (a.is_v6() && a.to_v6().is_v4_mapped())
+            return net::ip::make_address_v4(net::ip::v4_mapped, a.to_v6()).to_string();
+        return a.is_v6() ? "[" + a.to_string() + "]" : a.to_string();
+    }
     decltype(auto) tunnel_end() {
         if constexpr (is_tls)
             return (stream_);
@@ -400,8 +419,11 @@ net::awaitable<proxy_error> client_session<Stream>::read_head(const config::conf
     const auto status = http::parse_request_head(in_.data(), req_);
     if (status != http::parse_status::ok) {
         log::debug("bad request", {{"reason", http::to_string(status)}, {"client", client_ip_}});
-        co_return proxy_error::bad_request;
+        co_return status == http::parse_status::too_many_fields ? proxy_error::header_too_large
+                                                                : proxy_error::bad_request;
     }
+    if (req_.fields.size() > http::max_forwarded_fields)
+        co_return proxy_error::header_too_large;
     // HTTP/1.1 requires exactly one Host (RFC 9112 3.2).
     if (req_.version_minor == 1 && req_.host.empty() &&
         std::none_of(req_.fields.begin(), req_.fields.end(),
@@ -552,7 +574,10 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::serve_on
         linger_ = has_body;
     } else if (const auto* redirect = std::get_if<config::redirect_action>(&route->route->action)) {
         const int port = redirect->port ? *redirect->port : 0;
-        const auto location = redirect_location(redirect->scheme, port, host_, req_.target);
+        // An HTTP/1.0 request may name no host: the address it came to
+        // stands in, as it does for the upstream's Host.
+        const auto location = redirect_location(redirect->scheme, port,
+                                                host_.empty() ? local_host() : host_, req_.target);
         keep = co_await send_local(redirect->status, {}, client_keep_alive && !has_body, location);
         linger_ = has_body;
     } else {
@@ -658,7 +683,8 @@ client_session<Stream>::read_response_head(upstream_connection& conn,
             co_return proxy_error::upstream_reset;
         conn.buffer.commit(n);
     }
-    if (http::parse_response_head(conn.buffer.data(), resp_) != http::parse_status::ok)
+    if (http::parse_response_head(conn.buffer.data(), resp_) != http::parse_status::ok ||
+        resp_.fields.size() > http::max_forwarded_fields)
         co_return proxy_error::bad_response;
     co_return proxy_error::none;
 }

@@ -6,8 +6,6 @@
 namespace sluice::proxy::http {
 namespace {
 
-constexpr std::size_t max_fields = 128;
-
 // tchar (RFC 9110 5.6.2).
 constexpr std::array<bool, 256> make_token_table() {
     std::array<bool, 256> t{};

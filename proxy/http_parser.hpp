@@ -40,6 +40,16 @@ enum class parse_status : std::uint8_t {
 
 const char* to_string(parse_status s);
 
+// The most fields parse_request_head / parse_response_head take; a head with
+// more is refused (too_many_fields).
+inline constexpr std::size_t max_fields = 128;
+// The most fields the proxy takes on a message it forwards. It may add up to
+// eight of its own (Host, X-Request-ID, X-Forwarded-For/-Proto/-Host,
+// Connection, Upgrade, the framing field), and what it sends must still
+// parse at the next hop, a second sluice included: a request with more is
+// answered 431, a response with more is a bad response (502).
+inline constexpr std::size_t max_forwarded_fields = max_fields - 8;
+
 struct message_head {
     // Request line (requests only).
     std::string_view method;

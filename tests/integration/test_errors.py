@@ -60,8 +60,11 @@ def test_malformed_request_line_is_400_and_closed(env, origin):
     proxy = env.proxy([origin])
     c = env.client(proxy)
     c.send(b"THIS IS NOT HTTP\r\n\r\n")
-    assert_proxy_error(c.read_response(), 400)
+    rid = assert_proxy_error(c.read_response(), 400)
     assert_closed(c)
+    # Refused before routing, still logged with the listener it came to.
+    rec = proxy.wait_access_record(rid)
+    assert rec["status"] == 400 and rec["listener"] == "public", rec
 
 
 SMUGGLING = {

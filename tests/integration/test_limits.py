@@ -189,6 +189,31 @@ def test_request_line_within_max_header_bytes_passes(env):
     assert r.status == 200 and r.json()["target"] == target, r
 
 
+# -- the number of fields: 120 at most, so that with the (at most eight)
+# fields the proxy adds, what it forwards still parses at the next hop.
+
+
+def test_request_with_120_fields_reaches_the_origin_whole(env, raw):
+    proxy = env.proxy([raw])
+    fields = [(f"X-F-{i:03d}", str(i)) for i in range(119)]  # + Host = 120
+    r = env.client(proxy).get("/many", headers=fields)
+    assert r.status == 200, r
+    got = raw.requests_to("/many")
+    assert len(got) == 1, got
+    for name, value in fields:
+        assert got[0].headers.get(name) == value, (name, got[0])
+
+
+def test_request_with_121_fields_is_431_and_closed(env, raw):
+    proxy = env.proxy([raw])
+    c = env.client(proxy)
+    c.send(build_request("GET", "/many", [(f"X-F-{i:03d}", str(i)) for i in range(120)]))
+    r = c.read_response(timeout=5)
+    assert_proxy_error(r, 431)
+    assert_closed(c)
+    assert raw.accepted == 0, "the request reached the origin"
+
+
 @pytest.mark.parametrize("shape", ["complete_request", "no_line_end"])
 def test_request_line_over_max_header_bytes_is_431(env, raw, shape):
     proxy = env.proxy([raw], limits={"max_header_bytes": "4KiB"})

@@ -99,6 +99,14 @@ def test_redirect_with_status_and_default_port(routed):
     assert r.header("Location") == "https://www.test/moved/a?b=c"
 
 
+def test_redirect_of_an_http10_request_without_host_names_the_address_it_came_to(routed, env):
+    c = env.client(routed)
+    c.send(b"GET /old/page?q=1 HTTP/1.0\r\n\r\n")
+    r = c.read_response()
+    assert r.status == 308, r
+    assert r.header("Location") == "https://127.0.0.1:8443/old/page?q=1", r
+
+
 def test_no_route_is_404_with_request_id(routed):
     r = routed.get("/nowhere", host="nothing.test")
     assert r.header("X-Origin") is None

@@ -46,6 +46,10 @@ MALFORMED = {
         b"HTTP/2 200 OK\r\nContent-Length: 2\r\n\r\nok",
     "status_line_garbage":
         b"ICY 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    # 121 fields: more than the proxy forwards (it may add eight of its own).
+    "fields_over_120":
+        b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-F-%03d: %d\r\n" % (i, i) for i in range(120))
+        + b"Content-Length: 2\r\n\r\nok",
     # A header section that never ends: 100 KiB of fields and no empty line.
     "header_section_over_64_kib":
         b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-Pad-%05d: %s\r\n" % (i, b"a" * 88) for i in range(1000)),
@@ -60,6 +64,9 @@ def framing_handler(conn):
     def respond(conn, req):
         if req.target.startswith("/bad/"):
             return MALFORMED[req.target[len("/bad/"):]]
+        if req.target == "/many":  # 119 fields + Content-Length: 120, the most the proxy forwards
+            return (b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-F-%03d: %d\r\n" % (i, i) for i in range(119))
+                    + b"Content-Length: 2\r\n\r\nok")
         return http_response(200, b"ok\n", {"X-Raw-Connection": str(conn.id)})
 
     harness.serve_http(conn, respond)
@@ -100,6 +107,14 @@ def test_malformed_response_is_502_and_the_connection_is_not_reused(env, raw, ca
     rec = proxy.wait_access_record(rid)
     assert rec["status"] == 502, rec
     assert_not_reused(env, proxy, raw, bad[0].conn_id)
+
+
+def test_response_with_120_fields_is_relayed_whole(env, raw):
+    proxy = env.proxy([raw])
+    r = env.client(proxy).get("/many")
+    assert r.status == 200 and r.body == b"ok", r
+    for i in range(119):
+        assert r.header(f"X-F-{i:03d}") == str(i), (i, r)
 
 
 def test_invalid_chunk_size_after_a_relayed_chunk_closes_the_client_connection(env):
