@@ -1,5 +1,6 @@
 #include "proxy/log.hpp"
 
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -59,12 +60,45 @@ field flag(std::string_view key, bool value) {
     return {key, value ? "true" : "false", true};
 }
 
+namespace {
+// The level as --log-level spells it ("warn", not spdlog's "warning").
+class level_flag final : public spdlog::custom_flag_formatter {
+  public:
+    void format(const spdlog::details::log_msg& m, const std::tm&,
+                spdlog::memory_buf_t& dest) override {
+        std::string_view name = "error";
+        switch (m.level) {
+        case spdlog::level::trace:
+            name = "trace";
+            break;
+        case spdlog::level::debug:
+            name = "debug";
+            break;
+        case spdlog::level::info:
+            name = "info";
+            break;
+        case spdlog::level::warn:
+            name = "warn";
+            break;
+        default:
+            break;
+        }
+        dest.append(name.data(), name.data() + name.size());
+    }
+    std::unique_ptr<custom_flag_formatter> clone() const override {
+        return std::make_unique<level_flag>();
+    }
+};
+} // namespace
+
 void init(level min_level) {
     auto sink = std::make_shared<spdlog::sinks::stdout_sink_mt>();
     auto l = std::make_shared<spdlog::logger>("sluice", sink);
     // The message (%v) carries "msg" and the context fields, already JSON.
-    l->set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l",%v})",
-                   spdlog::pattern_time_type::utc);
+    auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+    formatter->add_flag<level_flag>('*').set_pattern(
+        R"({"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%*",%v})");
+    l->set_formatter(std::move(formatter));
     l->set_level(to_spdlog(min_level));
     l->flush_on(spdlog::level::trace);
     logger() = std::move(l);

@@ -170,6 +170,9 @@ void worker_metrics::fold_into(folded_metrics& out) const {
         const auto opened = connections_[l]->opened.value();
         out.connections[l].closed += closed;
         out.connections[l].opened += opened;
+        out.connections[l].tls_full += connections_[l]->tls_full.value();
+        out.connections[l].tls_resumed += connections_[l]->tls_resumed.value();
+        out.connections[l].tls_failed += connections_[l]->tls_failed.value();
     }
 }
 
@@ -304,18 +307,36 @@ class folded_collector final : public prometheus::Collectable {
                              "Client connections open now, by listener.", MetricType::Gauge);
         auto total = family("sluice_downstream_connections_total",
                             "Client connections accepted, by listener.", MetricType::Counter);
+        auto handshakes = family("sluice_tls_handshakes_total",
+                                 "TLS handshakes on HTTPS listeners, by result: full, resumed "
+                                 "(a session ticket was accepted) or failure.",
+                                 MetricType::Counter);
         std::size_t n = totals.connections.size();
-        for (const auto& l : snap.listeners)
+        std::vector<bool> tls(n);
+        for (const auto& l : snap.listeners) {
             n = std::max<std::size_t>(n, l.metrics_id + 1);
+            tls.resize(n);
+            if (l.tls)
+                tls[l.metrics_id] = true;
+        }
         for (std::size_t l = 0; l < n; ++l) {
             const auto c = l < totals.connections.size() ? totals.connections[l]
                                                          : folded_metrics::connection_totals{};
-            const labels lb{{"listener", listener_name(snap, l)}};
+            const auto name = listener_name(snap, l);
+            const labels lb{{"listener", name}};
             gauge(active, lb, static_cast<double>(c.opened >= c.closed ? c.opened - c.closed : 0));
             counter(total, lb, c.opened);
+            // HTTPS listeners (and any that had handshakes before a reload
+            // made them plain) have the three series from the start.
+            if (tls[l] || c.tls_full + c.tls_resumed + c.tls_failed > 0) {
+                counter(handshakes, {{"listener", name}, {"result", "full"}}, c.tls_full);
+                counter(handshakes, {{"listener", name}, {"result", "resumed"}}, c.tls_resumed);
+                counter(handshakes, {{"listener", name}, {"result", "failure"}}, c.tls_failed);
+            }
         }
         out.push_back(std::move(active));
         out.push_back(std::move(total));
+        out.push_back(std::move(handshakes));
     }
 
     static void add_server_families(std::vector<MetricFamily>& out, const snapshot& snap,

@@ -113,6 +113,10 @@ struct alignas(64) server_series {
 struct alignas(64) connection_series {
     local_counter opened;
     local_counter closed; // written with release: see fold_into
+    // TLS handshakes on HTTPS listeners, by how they ended.
+    local_counter tls_full;
+    local_counter tls_resumed;
+    local_counter tls_failed;
 };
 
 // All workers' numbers summed by label set: what render_prometheus exposes.
@@ -148,6 +152,9 @@ struct folded_metrics {
     struct connection_totals {
         std::uint64_t opened = 0;
         std::uint64_t closed = 0;
+        std::uint64_t tls_full = 0;
+        std::uint64_t tls_resumed = 0;
+        std::uint64_t tls_failed = 0;
     };
 
     std::map<request_key, request_totals> requests;
@@ -175,6 +182,16 @@ class alignas(64) worker_metrics {
     void on_connection_open(std::size_t listener) { connections(listener).opened.add(); }
     void on_connection_close(std::size_t listener) {
         connections(listener).closed.add(1, std::memory_order_release);
+    }
+    // A TLS handshake on the listener ended: completed (a full handshake or
+    // a resumed session) or failed.
+    enum class handshake { full, resumed, failed };
+    void on_tls_handshake(std::size_t listener, handshake how) {
+        auto& c = connections(listener);
+        (how == handshake::full      ? c.tls_full
+         : how == handshake::resumed ? c.tls_resumed
+                                     : c.tls_failed)
+            .add();
     }
 
     // One request finished (once per request, whatever its outcome).

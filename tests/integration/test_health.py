@@ -90,6 +90,8 @@ def test_toggled_health_takes_a_server_out_and_back(env):
     assert len(downs) == 1 and len(ups) == 1, (downs, ups)
     assert downs[0]["upstream"] == "backend" and downs[0]["server"] == a.address, downs
     assert "503" in downs[0]["reason"], downs
+    # Levels are spelled as --log-level takes them.
+    assert downs[0]["level"] == "warn" and ups[0]["level"] == "info", (downs, ups)
     assert ups[0]["upstream"] == "backend" and ups[0]["server"] == a.address, ups
     assert ups[0]["reason"], ups
 

@@ -564,6 +564,36 @@ def test_plain_http_on_the_tls_port_is_closed_quietly(proxy, env, certs):
     assert noisy == [], noisy
 
 
+def handshake_counts(proxy):
+    """sluice_tls_handshakes_total of listener "public", by result."""
+    r = harness.http_get(proxy.admin_port, "/metrics")
+    assert r.status == 200, r
+    out = {}
+    for line in r.body.decode().splitlines():
+        m = re.match(r"sluice_tls_handshakes_total\{([^}]*)\} (\S+)$", line)
+        if m:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+            if labels.get("listener") == "public":
+                out[labels["result"]] = float(m.group(2))
+    return out
+
+
+def test_handshakes_are_counted_full_resumed_and_failed(proxy, env, certs):
+    assert handshake_counts(proxy) == {"full": 0, "resumed": 0, "failure": 0}
+    context = ctx(certs, minimum=ssl.TLSVersion.TLSv1_3, maximum=ssl.TLSVersion.TLSv1_3)
+    session = first_session(env, proxy, context, "a.test")  # full
+    for _ in range(2):
+        c = connect(env, proxy, context, sni="a.test", session=session)
+        assert c.session_reused is True
+        assert c.get("/small").status == 200
+        c.close()
+    with HttpClient(proxy.port, timeout=5) as c:  # plain HTTP: a failed handshake
+        c.send(b"GET / HTTP/1.1\r\n\r\n")
+        c.wait_closed(5)
+    harness.wait_until(lambda: handshake_counts(proxy) == {"full": 1, "resumed": 2, "failure": 1},
+                       5, message=f"handshake counters, last {handshake_counts(proxy)}")
+
+
 def test_handshake_failures_are_logged_at_debug(env, origin, certs):
     proxy = tls_proxy(env, [origin], default_entries(certs), extra_args=("--log-level", "debug"))
     with HttpClient(proxy.port, timeout=5) as c:
