@@ -89,13 +89,10 @@ std::variant<idle_options, usage_problem> parse_idle_args(std::span<char* const>
             return usage_problem{};
         }
         if (!arg.starts_with("--")) {
-            const auto url = parse_url(arg);
-            if (have_url || !url || url->tls) {
-                return usage_problem{"expected one http:// URL, got \"" + std::string{arg} + "\""};
+            if (auto problem = take_http_url(arg, have_url, options.url_text, options.url);
+                !problem.empty()) {
+                return usage_problem{std::move(problem)};
             }
-            options.url_text = std::string{arg};
-            options.url = *url;
-            have_url = true;
             continue;
         }
         if (i + 1 >= args.size()) {

@@ -159,6 +159,17 @@ std::optional<target_url> parse_url(std::string_view text) {
     return url;
 }
 
+std::string take_http_url(std::string_view arg, bool& have_url, std::string& url_text,
+                          target_url& url) {
+    const auto parsed = parse_url(arg);
+    if (have_url || !parsed || parsed->tls)
+        return "expected one http:// URL, got \"" + std::string{arg} + "\"";
+    url_text = std::string{arg};
+    url = *parsed;
+    have_url = true;
+    return {};
+}
+
 std::string build_request(const load_options& options) {
     std::string request;
     request.reserve(256 + options.body_size);

@@ -59,6 +59,12 @@ std::optional<std::uint64_t> parse_size(std::string_view text);
 // http://host[:port][/path] or https://...; IPv6 as [::1]. nullopt for anything else.
 std::optional<target_url> parse_url(std::string_view text);
 
+// The positional URL of a command that takes exactly one plain http:// URL
+// (`idle`, `probe`): stores it in `url_text`/`url` and returns an empty
+// string, or returns what is wrong (a second URL, https, junk).
+std::string take_http_url(std::string_view arg, bool& have_url, std::string& url_text,
+                          target_url& url);
+
 // The exact bytes of one request, body included, sent unchanged every time.
 std::string build_request(const load_options& options);
 

@@ -3,6 +3,7 @@
 #include "bench/idle.hpp"
 #include "bench/load.hpp"
 #include "bench/origin.hpp"
+#include "bench/probe.hpp"
 
 #include <cstdio>
 #include <span>
@@ -17,6 +18,7 @@ constexpr std::string_view usage_text =
     "                             [--report FILE.html]\n"
     "       sluice-bench origin --listen HOST:PORT [--name NAME] [--threads N]\n"
     "       sluice-bench idle URL [--connections N] [--hold D] [--concurrency C] [--timeout D]\n"
+    "       sluice-bench probe URL [--timeout D]\n"
     "       sluice-bench --version | --help\n"
     "Run 'sluice-bench COMMAND --help' for details.\n";
 
@@ -37,6 +39,9 @@ int main(int argc, char** argv) {
     }
     if (command == "idle") {
         return sluice::bench::run_idle(args.subspan(2));
+    }
+    if (command == "probe") {
+        return sluice::bench::run_probe(args.subspan(2));
     }
     if (command == "--help" || command == "-h" || command == "help") {
         std::fputs(usage_text.data(), stdout);

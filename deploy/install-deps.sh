@@ -10,7 +10,7 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev libssl-dev libyaml-cpp-dev libspdlog-dev
   prometheus-cpp-dev catch2 libc-ares-dev
   # tests and the demo
-  python3 python3-pytest curl openssl
+  python3 python3-pytest python3-yaml curl openssl
   # benchmarks: the peers bench/compare.sh measures sluice against (also run by
   # tests/integration/test_compare_smoke.py), and wrk for bench/check-generator.sh
   haproxy nginx caddy wrk
@@ -20,6 +20,9 @@ packages=(
   prometheus
   # tests: testssl.sh (command `testssl`), run against a TLS listener (tests/integration/test_tls.py)
   testssl.sh
+  # tests: a headless browser that renders the admin status page
+  # (tests/integration/test_status_page_browser.py)
+  chromium
   # fuzzing: libFuzzer targets of tests/fuzz (clang-14 and its fuzzer/sanitizer runtimes)
   clang-14 libclang-rt-14-dev
 )
