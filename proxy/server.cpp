@@ -10,6 +10,7 @@
 #include "proxy/snapshot.hpp"
 #include "proxy/status.hpp"
 #include "proxy/worker.hpp"
+#include "tls/ticket_keys.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -137,6 +138,8 @@ class server_impl final : public control_plane {
     // Re-resolution: every resolve_every(), names are resolved on a thread
     // of their own; changed answers make a new snapshot (same generation).
     void arm_resolve_timer();
+    // Rotates the process's session-ticket keys every ticket_keys::rotate_every.
+    void arm_ticket_rotation();
     // Starts or stops watching the file as config.watch says.
     void update_watch() {
         if (current_->cfg.watch && !watch_ && !draining_)
@@ -165,6 +168,7 @@ class server_impl final : public control_plane {
     std::unique_ptr<health_prober> prober_;
     std::unique_ptr<config_watch> watch_; // while config.watch is on
     net::steady_timer resolve_timer_{io_};
+    net::steady_timer ticket_timer_{io_};
     std::thread resolve_thread_;
     bool resolving_ = false;
 };
@@ -216,6 +220,7 @@ int server_impl::run() {
         w->start();
     prober_ = std::make_unique<health_prober>(io_, current_);
     arm_resolve_timer();
+    arm_ticket_rotation();
     update_watch();
     admin_->start();
     wait_for_signals();
@@ -295,6 +300,7 @@ void server_impl::poll_drain(std::chrono::steady_clock::time_point deadline) {
         }
         drain_timer_.cancel();
         resolve_timer_.cancel();
+        ticket_timer_.cancel();
         if (prober_)
             prober_.reset();
         watch_.reset();
@@ -426,6 +432,17 @@ void server_impl::install(std::shared_ptr<const snapshot> next,
     if (!draining_)
         prober_ = std::make_unique<health_prober>(io_, next);
     registry_.prune();
+}
+
+void server_impl::arm_ticket_rotation() {
+    ticket_timer_.expires_after(tls::ticket_keys::rotate_every);
+    ticket_timer_.async_wait([this](boost::system::error_code ec) {
+        if (ec || draining_)
+            return;
+        tls::ticket_keys::process().rotate();
+        log::debug("session ticket keys rotated");
+        arm_ticket_rotation();
+    });
 }
 
 void server_impl::arm_resolve_timer() {

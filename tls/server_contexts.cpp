@@ -1,5 +1,7 @@
 #include "tls/server_contexts.hpp"
 
+#include "tls/ticket_keys.hpp"
+
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -111,9 +113,10 @@ server_contexts::server_contexts(const config::tls_settings& settings) {
         if (SSL_CTX_set_cipher_list(native, tls12_ciphers) != 1)
             throw std::runtime_error("cannot set the TLS 1.2 ciphers: " + openssl_error());
         // Resumption by stateless tickets only: no server-side session cache
-        // (it would take a lock per handshake), and one context's ticket keys
-        // serve every worker, so a ticket resumes on any of them.
+        // (it would take a lock per handshake); the process's rotating ticket
+        // keys serve every worker and survive reloads (tls/ticket_keys.hpp).
         SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_OFF);
+        ticket_keys::process().install(native);
         static constexpr unsigned char sid_context[] = "sluice";
         SSL_CTX_set_session_id_context(native, sid_context, sizeof sid_context - 1);
         SSL_CTX_set_alpn_select_cb(native, select_alpn, nullptr);

@@ -430,6 +430,22 @@ def test_sighup_reload_swaps_the_certificate_and_keeps_connections(env, origin, 
     assert proxy.running()
 
 
+@pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
+def test_session_resumes_across_a_reload(env, origin, certs, version):
+    """The ticket keys belong to the process, not to a configuration: a
+    reload builds new TLS contexts, and tickets issued before it resume."""
+    proxy, _ = tls_reload_proxy(env, origin, certs)
+    v = ssl.TLSVersion.TLSv1_2 if version == "TLSv1.2" else ssl.TLSVersion.TLSv1_3
+    context = ctx(certs, minimum=v, maximum=v)
+    session = first_session(env, proxy, context, "a.test")
+    gen = generation(proxy)
+    r = admin_request(proxy, "POST", "/reload")
+    assert r.status == 200 and r.json() == {"ok": True, "generation": gen + 1}, r
+    c = connect(env, proxy, context, sni="a.test", session=session)
+    assert c.session_reused is True, f"{version} session not resumed after a reload"
+    assert c.get("/small").status == 200
+
+
 def test_reload_with_mismatched_key_fails_and_old_certificate_serves(env, origin, certs):
     proxy, entries = tls_reload_proxy(env, origin, certs)
     old = connect(env, proxy, ctx(certs), sni="a.test")
