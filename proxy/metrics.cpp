@@ -9,8 +9,10 @@
 #include <prometheus/text_serializer.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <limits>
 #include <set>
+#include <string_view>
 #include <utility>
 
 namespace sluice::proxy {
@@ -23,9 +25,19 @@ worker_metrics::worker_metrics() {
 
 worker_metrics::~worker_metrics() = default;
 
+bool worker_metrics::counting_enabled() {
+    static const bool enabled = [] {
+        const char* v = std::getenv("SLUICE_BENCH_NO_METRICS");
+        return v == nullptr || std::string_view(v) != "1";
+    }();
+    return enabled;
+}
+
 void worker_metrics::on_request(const snapshot& snap, std::size_t listener, int upstream,
                                 int status, double seconds, std::uint64_t bytes_in,
                                 std::uint64_t bytes_out) {
+    if (!counting_)
+        return;
     const std::uint32_t slot =
         upstream < 0 ? 0 : upstream_slot(snap, static_cast<std::size_t>(upstream));
     auto& s = requests(listener, slot);
@@ -40,6 +52,8 @@ void worker_metrics::on_request(const snapshot& snap, std::size_t listener, int 
 
 void worker_metrics::on_upstream_connect(const server_state& server, bool reused,
                                          double connect_seconds) {
+    if (!counting_)
+        return;
     auto& s = servers(server);
     if (reused) {
         s.reuses.add();

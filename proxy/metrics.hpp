@@ -204,7 +204,10 @@ class alignas(64) worker_metrics {
                     double seconds, std::uint64_t bytes_in, std::uint64_t bytes_out);
 
     // A request sent to `server` (each attempt that got a connection).
-    void on_upstream_request(const server_state& server) { servers(server).requests.add(); }
+    void on_upstream_request(const server_state& server) {
+        if (counting_)
+            servers(server).requests.add();
+    }
     // A connection to `server` is ready: taken from the pool (`reused`) or
     // newly connected in `connect_seconds`.
     void on_upstream_connect(const server_state& server, bool reused, double connect_seconds);
@@ -218,7 +221,13 @@ class alignas(64) worker_metrics {
     // Adds this worker's counters to `out`.
     void fold_into(folded_metrics& out) const;
 
+    // Whether the per-request hooks count. Off only for measuring what
+    // counting costs (docs/PERFORMANCE.md): SLUICE_BENCH_NO_METRICS=1 in the
+    // environment at start-up. Connection counts are kept either way.
+    static bool counting_enabled();
+
   private:
+    const bool counting_ = counting_enabled();
     // The slot of snap.upstreams[index] in upstream_names_ (slot 0 = "").
     std::uint32_t upstream_slot(const snapshot& snap, std::size_t index);
     std::uint32_t fill_slot_cache(const snapshot& snap, std::size_t index);
