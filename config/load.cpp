@@ -52,6 +52,7 @@ class loader : public detail::yaml_reader {
     void read_expected_status(const item& it, health_check& out);
     void read_passive(const item& it, passive_check& out);
     void read_upstream_timeouts(const item& it, upstream_timeouts& out);
+    void read_upstream_tls(const item& it, upstream_tls& out);
     void read_timeouts(const item& it);
     void read_limits(const item& it);
     void read_request_id(const item& it);
@@ -310,7 +311,7 @@ void loader::read_upstreams(const mapping& root) {
 
 void loader::read_upstream(const item& it, upstream& out) {
     const auto m = as_mapping(it, {"name", "balance", "servers", "resolve_interval", "health_check",
-                                   "passive", "retries", "request_buffering", "timeouts"});
+                                   "passive", "retries", "request_buffering", "timeouts", "tls"});
     if (!m) {
         return;
     }
@@ -338,6 +339,19 @@ void loader::read_upstream(const item& it, upstream& out) {
     if (const item* timeouts = m->find("timeouts")) {
         read_upstream_timeouts(*timeouts, out.timeouts);
     }
+    if (const item* tls = m->find("tls")) {
+        read_upstream_tls(*tls, out.tls.emplace());
+    }
+}
+
+void loader::read_upstream_tls(const item& it, upstream_tls& out) {
+    const auto m = as_mapping(it, {"verify", "ca_file", "server_name"});
+    if (!m) {
+        return;
+    }
+    read(*m, "verify", out.verify);
+    read(*m, "ca_file", out.ca_file);
+    read(*m, "server_name", out.server_name);
 }
 
 void loader::read_servers(const mapping& m, std::vector<server>& out) {

@@ -104,6 +104,13 @@ struct passive_check {
     duration fail_timeout = std::chrono::seconds(10);
 };
 
+// An upstream reached over HTTPS.
+struct upstream_tls {
+    bool verify = true;      // verify the server's certificate chain and name
+    std::string ca_file;     // PEM bundle to verify with; "" => the system's trust store
+    std::string server_name; // SNI and the name checked; "" => the server's host (name or IP)
+};
+
 struct upstream_timeouts {
     std::optional<duration> connect;  // absent => timeouts.upstream_connect
     std::optional<duration> response; // absent => timeouts.upstream_response
@@ -119,6 +126,7 @@ struct upstream {
     int retries = 2;
     bool request_buffering = false;
     upstream_timeouts timeouts;
+    std::optional<upstream_tls> tls; // present => HTTPS to every server
 };
 
 struct timeouts {

@@ -7,7 +7,9 @@
 #include "proxy/http_parser.hpp"
 #include "proxy/log.hpp"
 #include "proxy/relay.hpp"
+#include "proxy/upstream_tls.hpp"
 #include "proxy/worker.hpp"
+#include "tls/client_context.hpp"
 #include "tls/server_contexts.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -61,6 +63,57 @@ tcp::socket& socket_of(tcp::socket& s) {
 }
 tcp::socket& socket_of(beast::ssl_stream<beast::tcp_stream>& s) {
     return beast::get_lowest_layer(s).socket();
+}
+tcp::socket& socket_of(net::ssl::stream<beast::tcp_stream&>& s) {
+    return s.next_layer().socket();
+}
+
+// An upstream connection as a stream for relay_body and async_write: TLS
+// when the upstream has it, else the tcp_stream; both with the tcp_stream's
+// timeouts (expires_after).
+struct upstream_io {
+    upstream_connection& c;
+    using executor_type = net::any_io_executor;
+    executor_type get_executor() { return c.stream.get_executor(); }
+    void expires_after(std::chrono::milliseconds d) { c.stream.expires_after(d); }
+    template <typename Buffers, typename Token> auto async_read_some(const Buffers& b, Token&& t) {
+        if (c.tls)
+            return c.tls->stream.async_read_some(b, std::forward<Token>(t));
+        return c.stream.async_read_some(b, std::forward<Token>(t));
+    }
+    template <typename Buffers, typename Token> auto async_write_some(const Buffers& b, Token&& t) {
+        if (c.tls)
+            return c.tls->stream.async_write_some(b, std::forward<Token>(t));
+        return c.stream.async_write_some(b, std::forward<Token>(t));
+    }
+};
+
+// The body sender's way to the upstream while the exchange reads the same
+// connection with its response timeout: a plain connection is written on
+// its socket (no stream timeout to disturb the exchange's); TLS goes
+// through the TLS stream, which allows one read and one write at once.
+struct upstream_sender_io {
+    upstream_connection& c;
+    using executor_type = net::any_io_executor;
+    executor_type get_executor() { return c.stream.get_executor(); }
+    template <typename Buffers, typename Token> auto async_write_some(const Buffers& b, Token&& t) {
+        if (c.tls)
+            return c.tls->stream.async_write_some(b, std::forward<Token>(t));
+        return c.stream.socket().async_write_some(b, std::forward<Token>(t));
+    }
+};
+
+// TLS to an HTTPS upstream on a connected `conn`, within `timeout`.
+net::awaitable<boost::system::error_code> upstream_handshake(upstream_connection& conn,
+                                                             tls::client_context& ctx,
+                                                             std::chrono::milliseconds timeout) {
+    conn.tls = std::make_unique<upstream_tls_stream>(conn.stream, ctx.get());
+    if (!tls::prepare_client(conn.tls->stream.native_handle(), ctx.name_for(conn.server->name),
+                             ctx.verify()))
+        co_return net::error::invalid_argument;
+    conn.stream.expires_after(timeout);
+    auto [ec] = co_await conn.tls->stream.async_handshake(net::ssl::stream_base::client, use_tuple);
+    co_return ec;
 }
 
 // Decrements a server's in-flight count when the exchange using it ends.
@@ -635,8 +688,11 @@ net::awaitable<proxy_error> client_session<Stream>::connect_upstream(const upstr
                                                              use_tuple);
             ec = cec;
         }
-        if (!ec) {
+        if (!ec)
             conn->stream.socket().set_option(tcp::no_delay(true), ec);
+        if (!ec && up.tls)
+            ec = co_await upstream_handshake(*conn, *up.tls, up.connect_timeout);
+        if (!ec) {
             record_connect_success(*server);
             worker_.metrics().on_upstream_connect(
                 *server, false,
@@ -676,7 +732,7 @@ client_session<Stream>::read_response_head(upstream_connection& conn,
             co_return proxy_error::bad_response;
         scanned = data.size();
         auto [p, room] = conn.buffer.prepare(read_chunk, max_response_head + read_chunk);
-        auto [ec, n] = co_await conn.stream.async_read_some(net::buffer(p, room), use_tuple);
+        auto [ec, n] = co_await upstream_io{conn}.async_read_some(net::buffer(p, room), use_tuple);
         if (ec == beast::error::timeout)
             co_return proxy_error::response_timeout;
         if (ec)
@@ -784,10 +840,11 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
                 sent = co_await write_buffered_request(request_head, up.response_timeout);
             } else {
                 client_source source{this};
-                const auto r = co_await relay_body(source, in_, upstream_->stream, request_framing,
-                                                   request_length, false, cfg.timeouts.client_body,
-                                                   up.response_timeout, cfg.limits.max_body_bytes,
-                                                   request_head, scratch_);
+                upstream_io destination{*upstream_};
+                const auto r =
+                    co_await relay_body(source, in_, destination, request_framing, request_length,
+                                        false, cfg.timeouts.client_body, up.response_timeout,
+                                        cfg.limits.max_body_bytes, request_head, scratch_);
                 disarm_client_timer();
                 sent = r.outcome;
                 bytes_in_ += r.bytes;
@@ -913,9 +970,10 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
     const auto response_length = resp_.content_length;
     conn.buffer.consume(resp_.head_size);
 
-    const auto got =
-        co_await relay_body(conn.stream, conn.buffer, stream_, framing, response_length, dechunk,
-                            up.response_timeout, cfg.timeouts.client_body, 0, head_out_, scratch_);
+    upstream_io response_source{conn};
+    const auto got = co_await relay_body(response_source, conn.buffer, stream_, framing,
+                                         response_length, dechunk, up.response_timeout,
+                                         cfg.timeouts.client_body, 0, head_out_, scratch_);
     bytes_out_ += got.bytes;
     if (sender) {
         co_await stop_sender(*sender);
@@ -990,9 +1048,9 @@ net::awaitable<void> client_session<Stream>::send_body(client_session* self,
                                                        std::string_view head, http::framing framing,
                                                        std::uint64_t length) {
     const auto& cfg = self->snap_->cfg;
-    // The upstream socket without its stream timeout: the exchange reads
-    // the same stream meanwhile, with the response timeout on it.
-    auto& upstream = self->upstream_->stream.socket();
+    // The exchange reads the same connection meanwhile, with the response
+    // timeout on it (see upstream_sender_io).
+    upstream_sender_io upstream{*self->upstream_};
     client_source source{self};
     state->result =
         co_await relay_body(source, self->in_, upstream, framing, length, false,
@@ -1003,7 +1061,7 @@ net::awaitable<void> client_session<Stream>::send_body(client_session* self,
     if (self->client_side_error(state->result.outcome) != proxy_error::none) {
         // Stop the exchange's wait for a response to a request that broke.
         boost::system::error_code ignored;
-        upstream.cancel(ignored);
+        upstream.c.stream.socket().cancel(ignored);
     }
     state->done.cancel();
 }
@@ -1063,7 +1121,7 @@ template <typename Stream>
 net::awaitable<relay_outcome>
 client_session<Stream>::write_buffered_request(std::string_view head,
                                                std::chrono::milliseconds timeout) {
-    auto& stream = upstream_->stream;
+    upstream_io stream{*upstream_};
     stream.expires_after(timeout);
     const auto memory = buffered_body_.memory();
     const std::array<net::const_buffer, 2> first{net::buffer(head.data(), head.size()),
@@ -1135,8 +1193,15 @@ template <typename Stream> net::awaitable<void> client_session<Stream>::tunnel()
         if (--st->running == 0)
             st->timer.cancel();
     };
-    net::co_spawn(worker_.io(), pump(client, upstream, in_, state), net::detached);
-    net::co_spawn(worker_.io(), pump(upstream, client, upstream_->buffer, state), net::detached);
+    if (upstream_->tls) {
+        auto& secure = upstream_->tls->stream;
+        net::co_spawn(worker_.io(), pump(client, secure, in_, state), net::detached);
+        net::co_spawn(worker_.io(), pump(secure, client, upstream_->buffer, state), net::detached);
+    } else {
+        net::co_spawn(worker_.io(), pump(client, upstream, in_, state), net::detached);
+        net::co_spawn(worker_.io(), pump(upstream, client, upstream_->buffer, state),
+                      net::detached);
+    }
 
     const auto idle_limit = snap_->cfg.timeouts.tunnel_idle;
     while (state->running > 0) {

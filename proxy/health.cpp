@@ -11,7 +11,10 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+
+#include "tls/client_context.hpp"
 
 #include <array>
 
@@ -78,7 +81,7 @@ class health_prober_impl : public std::enable_shared_from_this<health_prober_imp
                                       std::shared_ptr<net::steady_timer> timer) {
         const auto& hc = *up->cfg->health;
         while (!self->stopped_) {
-            auto result = co_await check_once(hc, *server);
+            auto result = co_await check_once(hc, *server, up->tls.get());
             if (self->stopped_)
                 break;
             result.at = std::chrono::system_clock::now();
@@ -99,9 +102,10 @@ class health_prober_impl : public std::enable_shared_from_this<health_prober_imp
         }
     }
 
-    // One HTTP/1.1 GET of the check path, within the check timeout.
-    static net::awaitable<check_result> check_once(const config::health_check& hc,
-                                                   server_state& server) {
+    // One HTTP/1.1 GET of the check path, within the check timeout; over
+    // TLS (as requests go) when the upstream has `tls`.
+    static net::awaitable<check_result>
+    check_once(const config::health_check& hc, server_state& server, tls::client_context* secure) {
         check_result r;
         r.done = true;
         beast::tcp_stream stream(co_await net::this_coro::executor);
@@ -117,6 +121,28 @@ class health_prober_impl : public std::enable_shared_from_this<health_prober_imp
             r.error = cec == beast::error::timeout ? "timeout" : "connect: " + cec.message();
             co_return r;
         }
+        if (secure != nullptr) {
+            net::ssl::stream<beast::tcp_stream&> tls_stream(stream, secure->get());
+            if (!tls::prepare_client(tls_stream.native_handle(), secure->name_for(server.name),
+                                     secure->verify())) {
+                r.error = "tls: bad server name";
+                co_return r;
+            }
+            auto [hec] =
+                co_await tls_stream.async_handshake(net::ssl::stream_base::client, use_tuple);
+            if (hec) {
+                r.error = hec == beast::error::timeout ? "timeout" : "tls: " + hec.message();
+                co_return r;
+            }
+            co_return co_await get(tls_stream, hc, server, r);
+        }
+        co_return co_await get(stream, hc, server, r);
+    }
+
+    // The check's request and response on a connected stream.
+    template <typename Stream>
+    static net::awaitable<check_result> get(Stream& stream, const config::health_check& hc,
+                                            server_state& server, check_result r) {
         const std::string host = hc.host.empty() ? server.address : hc.host;
         const std::string request =
             "GET " + hc.path + " HTTP/1.1\r\nHost: " + host +
@@ -150,7 +176,7 @@ class health_prober_impl : public std::enable_shared_from_this<health_prober_imp
         if (!r.ok)
             r.error = "status " + std::to_string(parsed.status);
         boost::system::error_code ignored;
-        stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+        beast::get_lowest_layer(stream).socket().shutdown(tcp::socket::shutdown_both, ignored);
         co_return r;
     }
 

@@ -92,6 +92,17 @@ int main(int argc, char** argv) {
             certificates_ok = false;
         }
     }
+    for (std::size_t u = 0; u < cfg.upstreams.size(); ++u) {
+        if (!cfg.upstreams[u].tls)
+            continue;
+        if (const auto problem = sluice::tls::check_upstream_tls(*cfg.upstreams[u].tls);
+            !problem.empty()) {
+            const auto key = "upstreams[" + std::to_string(u) + "].tls.ca_file";
+            std::cerr << sluice::config::to_string(sluice::config::error_at(cfg, key, problem))
+                      << "\n";
+            certificates_ok = false;
+        }
+    }
     if (!certificates_ok)
         return 1;
     if (check) {

@@ -425,6 +425,7 @@ void server_impl::install(std::shared_ptr<const snapshot> next,
                           std::vector<std::vector<worker::new_acceptor>> added,
                           std::vector<std::string> removed) {
     current_ = next;
+    forget_unchecked_verdicts(*next);
     for (std::size_t w = 0; w < workers_.size(); ++w)
         workers_[w]->publish(
             next, w < added.size() ? std::move(added[w]) : std::vector<worker::new_acceptor>{},

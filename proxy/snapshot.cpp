@@ -1,6 +1,7 @@
 #include "proxy/snapshot.hpp"
 
 #include "proxy/resolver.hpp"
+#include "tls/client_context.hpp"
 #include "tls/server_contexts.hpp"
 
 #include <stdexcept>
@@ -65,6 +66,15 @@ std::shared_ptr<const snapshot> build_snapshot(config::config cfg, std::uint64_t
         e.cfg = &u;
         e.connect_timeout = u.timeouts.connect.value_or(snap->cfg.timeouts.upstream_connect);
         e.response_timeout = u.timeouts.response.value_or(snap->cfg.timeouts.upstream_response);
+        if (u.tls) {
+            try {
+                e.tls = std::make_shared<tls::client_context>(*u.tls);
+            } catch (const std::exception& ex) {
+                throw snapshot_error("upstreams[" + std::to_string(snap->upstreams.size()) +
+                                         "].tls.ca_file",
+                                     ex.what());
+            }
+        }
         for (const auto& s : u.servers) {
             std::vector<std::string> ips;
             if (is_ip_literal(s.endpoint.host))
@@ -78,14 +88,7 @@ std::shared_ptr<const snapshot> build_snapshot(config::config cfg, std::uint64_t
                     duplicate = duplicate || existing->address == address;
                 if (duplicate)
                     continue; // two names for one address: one server
-                auto state = registry.get(u.name, address, s.address, ip, s.endpoint.port);
-                if (!u.health) {
-                    // Without active checks a server is healthy (SPEC 2),
-                    // also when a reload removed its checks.
-                    state->health = {};
-                    state->healthy.store(true, std::memory_order_release);
-                }
-                e.servers.push_back(std::move(state));
+                e.servers.push_back(registry.get(u.name, address, s.address, ip, s.endpoint.port));
                 e.weights.push_back(s.weight);
             }
         }
@@ -125,6 +128,17 @@ std::shared_ptr<const snapshot> build_snapshot(config::config cfg, std::uint64_t
         snap->listeners.push_back(std::move(e));
     }
     return snap;
+}
+
+void forget_unchecked_verdicts(const snapshot& installed) {
+    for (const auto& u : installed.upstreams) {
+        if (u.cfg->health)
+            continue;
+        for (const auto& state : u.servers) {
+            state->health = {};
+            state->healthy.store(true, std::memory_order_release);
+        }
+    }
 }
 
 } // namespace sluice::proxy

@@ -18,6 +18,7 @@
 
 namespace sluice::tls {
 class server_contexts;
+class client_context;
 } // namespace sluice::tls
 
 namespace sluice::proxy {
@@ -28,6 +29,7 @@ struct upstream_entry {
     std::vector<int> weights; // parallel to servers
     std::chrono::milliseconds connect_timeout{};
     std::chrono::milliseconds response_timeout{};
+    std::shared_ptr<tls::client_context> tls; // HTTPS upstreams only
 
     // Per-worker balancer state: slot k is read and written by worker k only.
     struct alignas(64) worker_cursor {
@@ -82,5 +84,12 @@ using address_book = std::map<std::string, std::vector<std::string>>;
 // certificates (snapshot_error naming the key and file when one fails). Runs on the control thread.
 std::shared_ptr<const snapshot> build_snapshot(config::config cfg, std::uint64_t generation,
                                                server_registry& registry, const address_book& dns);
+
+// Without active checks a server is healthy (SPEC 2), also when a reload
+// removed its checks: clears the active-check verdicts of the servers of
+// every upstream of `installed` that has no health_check. Called once a
+// snapshot is installed, never while one is built (a reload that fails
+// must change nothing). Control thread.
+void forget_unchecked_verdicts(const snapshot& installed);
 
 } // namespace sluice::proxy

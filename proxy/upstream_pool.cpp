@@ -1,5 +1,7 @@
 #include "proxy/upstream_pool.hpp"
 
+#include "proxy/upstream_tls.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <sys/socket.h>
@@ -18,6 +20,9 @@ bool still_open(upstream_connection& c) {
 }
 
 } // namespace
+
+upstream_connection::upstream_connection(boost::asio::io_context& io) : stream(io) {}
+upstream_connection::~upstream_connection() = default;
 
 std::unique_ptr<upstream_connection> upstream_pool::take(const server_state* server) {
     const auto it = idle_.find(server);

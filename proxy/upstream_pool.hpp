@@ -16,11 +16,17 @@
 
 namespace sluice::proxy {
 
+struct upstream_tls_stream; // proxy/upstream_tls.hpp
+
 struct upstream_connection {
-    explicit upstream_connection(boost::asio::io_context& io) : stream(io) {}
+    explicit upstream_connection(boost::asio::io_context& io);
+    ~upstream_connection();
+    upstream_connection(const upstream_connection&) = delete;
+    upstream_connection& operator=(const upstream_connection&) = delete;
 
     boost::beast::tcp_stream stream;
-    byte_buffer buffer; // bytes read from the upstream not yet relayed
+    std::unique_ptr<upstream_tls_stream> tls; // HTTPS upstreams: TLS over `stream`
+    byte_buffer buffer;                       // bytes read from the upstream not yet relayed
     std::shared_ptr<server_state> server;
     std::chrono::steady_clock::time_point idle_since;
     std::uint64_t requests = 0; // exchanges completed on this connection

@@ -48,4 +48,16 @@ std::vector<std::string> check_certificates(const config::tls_settings& settings
     return problems;
 }
 
+std::string check_upstream_tls(const config::upstream_tls& settings) {
+    if (settings.ca_file.empty())
+        return {};
+    std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_client_method()),
+                                                          SSL_CTX_free);
+    if (!ctx)
+        return "cannot create a TLS context: " + last_openssl_error();
+    if (SSL_CTX_load_verify_locations(ctx.get(), settings.ca_file.c_str(), nullptr) != 1)
+        return "cannot load CA file " + settings.ca_file + ": " + last_openssl_error();
+    return {};
+}
+
 } // namespace sluice::tls

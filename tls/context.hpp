@@ -14,4 +14,8 @@ namespace sluice::tls {
 // files ("cannot read key /etc/…: …", "key does not match certificate …").
 std::vector<std::string> check_certificates(const config::tls_settings& settings);
 
+// An upstream's `tls`: the CA bundle loads (when one is named). Returns the
+// problem, or "".
+std::string check_upstream_tls(const config::upstream_tls& settings);
+
 } // namespace sluice::tls

@@ -274,6 +274,32 @@ TEST_CASE("error_at places later errors at the value or its nearest written pare
           "t.yaml:1:1: nowhere.at.all: x");
 }
 
+TEST_CASE("an upstream's tls: defaults and values", "[config]") {
+    const cfg::config c = load_ok("listeners:\n"
+                                  "  - name: public\n"
+                                  "    bind: \"0.0.0.0:8080\"\n"
+                                  "upstreams:\n"
+                                  "  - name: plain\n"
+                                  "    servers: [{address: \"127.0.0.1:9001\"}]\n"
+                                  "  - name: defaults\n"
+                                  "    servers: [{address: \"api:443\"}]\n"
+                                  "    tls: {}\n"
+                                  "  - name: set\n"
+                                  "    servers: [{address: \"10.0.0.1:443\"}]\n"
+                                  "    tls: { verify: false, ca_file: /etc/ca.pem, server_name: "
+                                  "api.internal }\n");
+    REQUIRE(c.upstreams.size() == 3);
+    CHECK_FALSE(c.upstreams[0].tls.has_value());
+    REQUIRE(c.upstreams[1].tls.has_value());
+    CHECK(c.upstreams[1].tls->verify);
+    CHECK(c.upstreams[1].tls->ca_file.empty());
+    CHECK(c.upstreams[1].tls->server_name.empty());
+    REQUIRE(c.upstreams[2].tls.has_value());
+    CHECK_FALSE(c.upstreams[2].tls->verify);
+    CHECK(c.upstreams[2].tls->ca_file == "/etc/ca.pem");
+    CHECK(c.upstreams[2].tls->server_name == "api.internal");
+}
+
 TEST_CASE("a minimal file gets every default", "[config]") {
     const cfg::config c = load_ok("listeners:\n"
                                   "  - name: public\n"
@@ -637,6 +663,11 @@ TEST_CASE("each class of error is reported with file:line:col, key path and mess
                     "connect: 0s, read: 5s }\n",
          {"t.yaml:7:26: upstreams[0].timeouts.connect: must be greater than 0s",
           "t.yaml:7:30: upstreams[0].timeouts.read: unknown key \"read\""}},
+        {"upstream tls",
+         listener + "upstreams:\n  - name: b\n    servers: [{address: \"a:1\"}]\n    tls: { "
+                    "verify: maybe, ca: x }\n",
+         {"t.yaml:7:20: upstreams[0].tls.verify: expected a boolean (true or false), got \"maybe\"",
+          "t.yaml:7:27: upstreams[0].tls.ca: unknown key \"ca\""}},
         {"global timeouts",
          listener + "timeouts:\n  client_header: 5\n  tunnel_idle: -1s\n  client_idle: 0s\n",
          {"t.yaml:5:18: timeouts.client_header: expected a duration like \"250ms\", \"5s\", \"2m\" "
