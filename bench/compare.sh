@@ -21,17 +21,20 @@ usage: bench/compare.sh [options]
                          1 keep-alive, small response      5 TLS handshake per request (ECDSA, RSA)
                          2 keep-alive, 64 KiB response     6 idle connections: RSS per connection
                          3 new connection per request      7 1 GiB download and upload: RSS growth
-                         4 TLS keep-alive (ECDSA)          8 reload under load (not yet)
+                         4 TLS keep-alive (ECDSA)          8 reload under load (keep-alive, scenario 1's
+                                                             load; N reloads changing the upstream list)
   --proxies LIST       comma-separated from sluice,haproxy,nginx,caddy (default all four)
   --duration D         measured time per load run, e.g. 10s, 2s, 500ms (default 10s)
   --repeats N          rounds; each round runs every proxy once per scenario (default 3)
   --connections N      load generator connections for scenarios 1-5 (default 50)
   --idle-connections N connections held in scenario 6 (default 10000)
   --transfer-size S    body size for scenario 7, as sluice-bench takes it (default 1G)
+  --reloads N          reloads during each scenario 8 run, evenly spaced (default 10; 3 with --smoke)
   --origin KIND        "bench" (sluice-bench origin, default) or "nginx"
   --sluice-tls MODE    auto (default: start sluice on a TLS listener and see), yes, no
-  --smoke              CI check: 1 round of scenarios 1 and 3, 1s each; exit 1 unless
-                       every proxy answered requests with zero errors (asserts no speed)
+  --smoke              CI check: 1 round of scenarios 1 and 3 (or those of --scenarios), 1s
+                       each; exit 1 unless every proxy answered requests with zero errors
+                       (scenario 8: every reload applied, zero errors for sluice; asserts no speed)
   --write-doc          also replace the table section of docs/PERFORMANCE.md
   --keep-tmp           keep the temp dir (configs, logs, raw results) and print its path
   -h, --help           this text
@@ -55,11 +58,13 @@ repeats=3
 connections=50
 idle_connections=10000
 transfer_size="1G"
+reloads=""
 origin_kind="bench"
 sluice_tls="auto"
 smoke=0
 write_doc=0
 keep_tmp=0
+scenarios_given=0
 warmup="1s"
 original_args=("$@")
 
@@ -72,16 +77,17 @@ die_usage() {
 while (($# > 0)); do
   case "$1" in
     --scenarios | --proxies | --duration | --repeats | --connections | --idle-connections | \
-      --transfer-size | --origin | --sluice-tls)
+      --transfer-size | --reloads | --origin | --sluice-tls)
       (($# >= 2)) || die_usage "$1 needs a value"
       case "$1" in
-        --scenarios) scenarios=$2 ;;
+        --scenarios) scenarios=$2 scenarios_given=1 ;;
         --proxies) proxies=$2 ;;
         --duration) duration=$2 ;;
         --repeats) repeats=$2 ;;
         --connections) connections=$2 ;;
         --idle-connections) idle_connections=$2 ;;
         --transfer-size) transfer_size=$2 ;;
+        --reloads) reloads=$2 ;;
         --origin) origin_kind=$2 ;;
         --sluice-tls) sluice_tls=$2 ;;
       esac
@@ -96,7 +102,8 @@ while (($# > 0)); do
 done
 
 if ((smoke)); then
-  scenarios="1,3"
+  ((scenarios_given)) || scenarios="1,3"
+  [[ -n $reloads ]] || reloads=3
   duration="1s"
   repeats=1
   warmup="200ms"
@@ -105,6 +112,8 @@ fi
 [[ $repeats =~ ^[1-9][0-9]?$ ]] || die_usage "--repeats: expected 1..99, got '$repeats'"
 [[ $connections =~ ^[1-9][0-9]{0,4}$ ]] || die_usage "--connections: expected 1..99999"
 [[ $idle_connections =~ ^[1-9][0-9]{0,5}$ ]] || die_usage "--idle-connections: expected 1..100000"
+[[ -n $reloads ]] || reloads=10
+[[ $reloads =~ ^[1-9][0-9]?$ ]] || die_usage "--reloads: expected 1..99, got '$reloads'"
 [[ $duration =~ ^[0-9]+(\.[0-9]+)?(ms|s|m)?$ ]] || die_usage "--duration: expected e.g. 10s or 500ms"
 [[ $origin_kind == bench || $origin_kind == nginx ]] || die_usage "--origin: bench or nginx"
 [[ $sluice_tls =~ ^(auto|yes|no)$ ]] || die_usage "--sluice-tls: auto, yes or no"
@@ -119,6 +128,10 @@ duration_ceil_s() {
 }
 duration_s=$(duration_ceil_s "$duration")
 ((duration_s >= 1)) || duration_s=1
+duration_ms=$(awk -v d="$duration" 'BEGIN {
+  n = d + 0; unit = d; sub(/^[0-9.]+/, "", unit)
+  printf "%d\n", (unit == "ms") ? n : (unit == "m") ? n * 60000 : n * 1000
+}')
 
 IFS=, read -r -a scenario_list <<<"$scenarios"
 IFS=, read -r -a proxy_list <<<"$proxies"
@@ -327,17 +340,42 @@ large_path="/bytes/65536"
 download_path="/bytes/$transfer_bytes"
 upload_path="/small" # the body is read and discarded
 origin_port=""
+# Scenario 8 switches the upstream list between two servers: a second
+# origin process (bench), or a second port of the same nginx.
+origin_port2=""
+[[ ,$scenarios, == *,8,* ]] && want_origin2=1 || want_origin2=0
+
+# bench_origin NAME: starts a sluice-bench origin on a free port of its
+# choosing; prints that port (empty when it did not report one).
+bench_origin() {
+  start "$1" "$client_cpu" -- "$bench_bin" origin --listen 127.0.0.1:0 --name "$1"
+  local i port=""
+  for ((i = 0; i < 200; i++)); do
+    port=$(sed -n 's/.*"address":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$tmp/$1.out")
+    [[ -n $port ]] && break
+    sleep 0.05
+  done
+  echo "$port"
+}
+
 start_origin() {
+  local listen2=""
   if [[ $origin_kind == bench ]]; then
-    start origin "$client_cpu" -- "$bench_bin" origin --listen 127.0.0.1:0 --name origin
-    local i
-    for ((i = 0; i < 200; i++)); do
-      origin_port=$(sed -n 's/.*"address":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$tmp/origin.out")
-      [[ -n $origin_port ]] && break
-      sleep 0.05
-    done
+    # Not in a subshell: start() must record the pid here.
+    bench_origin origin >"$tmp/origin.port"
+    origin_port=$(<"$tmp/origin.port")
+    origin_pid=$started_pid
+    if ((want_origin2)); then
+      bench_origin origin2 >"$tmp/origin2.port"
+      origin_port2=$(<"$tmp/origin2.port")
+      origin2_pid=$started_pid
+    fi
   else
     origin_port=$(free_port)
+    if ((want_origin2)); then
+      origin_port2=$(free_port)
+      listen2="listen 127.0.0.1:$origin_port2 reuseport backlog=4096;"
+    fi
     mkdir -p "$tmp/www/bytes" "$tmp/origin-nginx"
     head -c 65536 /dev/zero | tr '\0' a >"$tmp/www/bytes/65536"
     truncate -s "$transfer_bytes" "$tmp/www/bytes/$transfer_bytes"
@@ -356,33 +394,57 @@ http {
   client_body_temp_path $tmp/origin-nginx/body;
   server {
     listen 127.0.0.1:$origin_port reuseport backlog=4096;
+    $listen2
     location = /small { return 200 "hello from nginx\n"; }
     location /bytes/ { root $tmp/www; }
   }
 }
 EOF
     start origin "$client_cpu" -- "$nginx_bin" -e "$tmp/origin-nginx/error.log" -c "$tmp/origin-nginx.conf"
+    origin_pid=$started_pid
+    origin2_pid=$origin_pid
   fi
-  origin_pid=$started_pid
   if [[ -z $origin_port ]] || ! wait_ready "$origin_pid" "http://127.0.0.1:$origin_port$small_path"; then
     log "the origin did not start:"
     tail -n 20 "$tmp/origin.err" >&2 || true
     exit 1
   fi
+  if ((want_origin2)) && { [[ -z $origin_port2 ]] || ! wait_ready "$origin2_pid" "http://127.0.0.1:$origin_port2$small_path"; }; then
+    log "the second origin did not start:"
+    tail -n 20 "$tmp/origin2.err" "$tmp/origin.err" >&2 2>/dev/null || true
+    exit 1
+  fi
+  server_ports=$origin_port
 }
 
 # ---------------------------------------------------------------------------
 # Proxies: write_NAME PORT TLS (none|ecdsa|rsa) DIR writes NAME's config into
-# DIR and prints the command line that starts it.
+# DIR and prints the command line that starts it. The upstream servers are
+# the origin ports in $server_ports (scenario 8 changes them and writes the
+# config again for a reload).
+
+server_ports=""
+caddy_admin=0 # 1: Caddy's admin API on (scenario 8 reloads through it)
+
+# admin_port DIR: a port for the admin listener of the proxy in DIR, the
+# same one each time the config is written again.
+admin_port() {
+  [[ -s $1/admin_port ]] || free_port >"$1/admin_port"
+  cat "$1/admin_port"
+}
 
 write_sluice() {
-  local port=$1 tls=$2 dir=$3 tls_block=""
+  local port=$1 tls=$2 dir=$3 tls_block="" servers="" p
   if [[ $tls != none ]]; then
     tls_block="    tls:
       certificates:
         - cert_file: \"$tmp/$tls.crt\"
           key_file: \"$tmp/$tls.key\""
   fi
+  for p in $server_ports; do
+    servers+="      - address: \"127.0.0.1:$p\"
+"
+  done
   cat >"$dir/sluice.yaml" <<EOF
 workers: 1
 listeners:
@@ -395,17 +457,21 @@ $tls_block
 upstreams:
   - name: origin
     servers:
-      - address: "127.0.0.1:$origin_port"
+$servers
 access_log: { enabled: false }
 timeouts: { shutdown_grace: "1s" }
-admin: { bind: "127.0.0.1:$(free_port)" }
+admin: { bind: "127.0.0.1:$(admin_port "$dir")" }
 EOF
   sed -i '/^$/d' "$dir/sluice.yaml"
   echo "$sluice_bin --config $dir/sluice.yaml --log-level warn"
 }
 
 write_haproxy() {
-  local port=$1 tls=$2 dir=$3 ssl=""
+  local port=$1 tls=$2 dir=$3 ssl="" servers="" p
+  for p in $server_ports; do
+    servers+="  server o$p 127.0.0.1:$p
+"
+  done
   [[ $tls != none ]] && ssl=" ssl crt $tmp/$tls.pem"
   # HAProxy wants two descriptors per connection and will not start
   # otherwise: maxconn is as high as the descriptor limit allows.
@@ -426,13 +492,17 @@ frontend bench
   bind 127.0.0.1:$port$ssl
   default_backend origin
 backend origin
-  server origin 127.0.0.1:$origin_port
+$servers
 EOF
   echo "$haproxy_bin -db -f $dir/haproxy.cfg"
 }
 
 write_nginx() {
-  local port=$1 tls=$2 dir=$3 ssl="" certs=""
+  local port=$1 tls=$2 dir=$3 ssl="" certs="" servers="" p
+  for p in $server_ports; do
+    servers+="    server 127.0.0.1:$p;
+"
+  done
   if [[ $tls != none ]]; then
     ssl=" ssl"
     certs="ssl_certificate $tmp/$tls.crt; ssl_certificate_key $tmp/$tls.key;"
@@ -456,7 +526,7 @@ http {
   client_body_temp_path $dir/nginx/body;
   proxy_temp_path $dir/nginx/proxy;
   upstream origin {
-    server 127.0.0.1:$origin_port;
+$servers
     keepalive 64;
     keepalive_requests 1000000;
   }
@@ -477,7 +547,9 @@ EOF
 }
 
 write_caddy() {
-  local port=$1 tls=$2 dir=$3 site tls_line=""
+  local port=$1 tls=$2 dir=$3 site tls_line="" admin="off" upstreams="" p
+  for p in $server_ports; do upstreams+=" 127.0.0.1:$p"; done
+  ((caddy_admin)) && admin="127.0.0.1:$(admin_port "$dir")"
   site="http://127.0.0.1:$port"
   if [[ $tls != none ]]; then
     site="https://127.0.0.1:$port"
@@ -485,7 +557,7 @@ write_caddy() {
   fi
   cat >"$dir/Caddyfile" <<EOF
 {
-  admin off
+  admin $admin
   auto_https disable_redirects
   default_sni 127.0.0.1
   log {
@@ -495,7 +567,7 @@ write_caddy() {
 $site {
   bind 127.0.0.1
   $tls_line
-  reverse_proxy 127.0.0.1:$origin_port
+  reverse_proxy$upstreams
 }
 EOF
   echo "$caddy_bin run --config $dir/Caddyfile --adapter caddyfile"
@@ -503,8 +575,11 @@ EOF
 
 proxy_pid=""
 proxy_base=""
+proxy_port=""
+proxy_dir=""
 # start_proxy NAME TLS: starts it on a fresh port; false (with the reason in
-# proxy_failure) when it does not answer 200 within the deadline.
+# proxy_failure) when it does not answer 200 within the deadline. Sets
+# proxy_pid, proxy_base, proxy_port and proxy_dir (its config directory).
 start_proxy() {
   local name=$1 tls=$2 port dir argv scheme=http
   port=$(free_port)
@@ -519,6 +594,8 @@ start_proxy() {
   start "proxy-$name" "$proxy_cpu" "${envs[@]}" -- $argv
   proxy_pid=$started_pid
   proxy_base="$scheme://127.0.0.1:$port"
+  proxy_port=$port
+  proxy_dir=$dir
   if ! wait_ready "$proxy_pid" "$proxy_base$small_path"; then
     proxy_failure=$(tail -n 3 "$tmp/proxy-$name.err" "$tmp/proxy-$name.out" 2>/dev/null |
       grep -v '^==>' | grep -v '^$' | tail -n 2 | tr '\n' ' ' | cut -c1-200)
@@ -688,6 +765,154 @@ run_transfer_scenario() { # PROXY ROUND
   stop_proxy
 }
 
+# --- scenario 8: reload under load
+#
+# reload_NAME K: applies the config written for reload K the proxy's own
+# way and waits (5 s at most) until it is in force; false when it is not.
+# Sets reload_note on failure.
+
+now_ms() { date +%s%3N; }
+
+reload_sluice() {
+  local k=$1 admin deadline gen
+  write_sluice "$proxy_port" none "$proxy_dir" >/dev/null
+  admin=$(<"$proxy_dir/admin_port")
+  kill -HUP "$proxy_pid" 2>/dev/null || { reload_note="not running"; return 1; }
+  deadline=$(($(now_ms) + 5000))
+  while (($(now_ms) < deadline)); do
+    # The generation counts loads: the first config is 1.
+    gen=$(curl -s --max-time 1 "http://127.0.0.1:$admin/status" 2>/dev/null |
+      grep -o '"generation":[0-9]*' | awk -F: 'NR == 1 { print $2 }') || gen=""
+    [[ $gen == $((k + 1)) ]] && return 0
+    sleep 0.01
+  done
+  reload_note="generation ${gen:-?} after 5 s, expected $((k + 1))"
+  return 1
+}
+
+# HAProxy's reload: a new process on the new config that, once it listens,
+# tells the old one (-sf) to stop accepting and finish its connections.
+# Done when the old one has exited and the new one runs.
+reload_haproxy() {
+  local k=$1 old=$proxy_pid new deadline
+  write_haproxy "$proxy_port" none "$proxy_dir" >/dev/null
+  start "proxy-haproxy-reload$k" "$proxy_cpu" HOME="$proxy_dir" -- \
+    "$haproxy_bin" -db -f "$proxy_dir/haproxy.cfg" -sf "$old"
+  new=$started_pid
+  deadline=$(($(now_ms) + 5000))
+  while (($(now_ms) < deadline)); do
+    if ! kill -0 "$new" 2>/dev/null; then
+      reload_note="the new process exited: $(tail -n 1 "$tmp/proxy-haproxy-reload$k.err")"
+      forget_pid "$new"
+      return 1
+    fi
+    if ! kill -0 "$old" 2>/dev/null; then
+      wait "$old" 2>/dev/null || true
+      forget_pid "$old"
+      proxy_pid=$new
+      return 0
+    fi
+    sleep 0.01
+  done
+  # The new one serves; the old one still finishes connections.
+  proxy_pid=$new
+  reload_leftover=$old
+  reload_note="the old process was still running after 5 s"
+  return 1
+}
+
+# nginx's reload: the master re-reads the config, starts new workers and
+# tells the old ones to finish. Done when a new worker runs.
+reload_nginx() {
+  local k=$1 before deadline pid
+  write_nginx "$proxy_port" none "$proxy_dir" >/dev/null
+  before=" $(pgrep -P "$proxy_pid" | tr '\n' ' ' || true)"
+  if ! "$nginx_bin" -e "$proxy_dir/nginx/error.log" -c "$proxy_dir/nginx.conf" -s reload 2>"$tmp/nginx-reload.err"; then
+    reload_note="nginx -s reload: $(tail -n 1 "$tmp/nginx-reload.err")"
+    return 1
+  fi
+  deadline=$(($(now_ms) + 5000))
+  while (($(now_ms) < deadline)); do
+    for pid in $(pgrep -P "$proxy_pid" || true); do
+      [[ $before == *" $pid "* ]] || return 0
+    done
+    sleep 0.01
+  done
+  reload_note="no new worker after 5 s"
+  return 1
+}
+
+# Caddy's reload: `caddy reload` posts the adapted config to the admin API,
+# which answers once the new config runs.
+reload_caddy() {
+  local k=$1
+  write_caddy "$proxy_port" none "$proxy_dir" >/dev/null
+  if ! HOME="$proxy_dir" XDG_DATA_HOME="$proxy_dir" XDG_CONFIG_HOME="$proxy_dir" timeout 10 \
+    "$caddy_bin" reload --config "$proxy_dir/Caddyfile" --adapter caddyfile \
+    --address "127.0.0.1:$(<"$proxy_dir/admin_port")" >"$tmp/caddy-reload.out" 2>&1; then
+    reload_note="caddy reload: $(grep -v '^$' "$tmp/caddy-reload.out" | tail -n 1 | cut -c1-160)"
+    return 1
+  fi
+  return 0
+}
+
+# The upstream lists scenario 8 cycles through (origin ports): reload K
+# installs reload_lists[K % 4], so every reload adds or removes a server.
+reload_lists=()
+
+run_reload_scenario() { # PROXY ROUND
+  local name=$1 round=$2 k t0 due wait_ms load_pid load_ok=0 applied=0 failed_notes="" t
+  local times=() extra_pids=() pid
+  reload_lists=("$origin_port" "$origin_port $origin_port2" "$origin_port2" "$origin_port2 $origin_port")
+  server_ports=${reload_lists[0]}
+  [[ $name == caddy ]] && caddy_admin=1
+  if ! start_proxy "$name" none; then
+    log "  $name did not start: $proxy_failure"
+    record kind=reload scenario=8 proxy="$name" round="$round" status=failed note="did not start"
+    server_ports=$origin_port caddy_admin=0
+    return
+  fi
+  load "$proxy_base$small_path" --connections "$connections" --duration "$warmup" || true
+  rm -f "$tmp/load.json"
+  # The measured run in the background; the reloads fall evenly inside it.
+  load "$proxy_base$small_path" --connections "$connections" --duration "$duration" --json "$tmp/load.json" &
+  load_pid=$!
+  t0=$(now_ms)
+  for ((k = 1; k <= reloads; k++)); do
+    due=$((t0 + k * duration_ms / (reloads + 1)))
+    wait_ms=$((due - $(now_ms)))
+    ((wait_ms > 0)) && sleep "$(awk -v ms="$wait_ms" 'BEGIN { printf "%.3f", ms / 1000 }')"
+    server_ports=${reload_lists[$((k % ${#reload_lists[@]}))]}
+    reload_note="" reload_leftover=""
+    t=$(now_ms)
+    if "reload_$name" "$k"; then
+      applied=$((applied + 1))
+      times+=($(($(now_ms) - t)))
+    else
+      log "  $name reload $k: $reload_note"
+      [[ -n $failed_notes ]] || failed_notes="reload $k: $reload_note"
+      [[ -z $reload_leftover ]] || extra_pids+=("$reload_leftover")
+    fi
+  done
+  wait "$load_pid" && [[ -s $tmp/load.json ]] && load_ok=1
+  if ((load_ok)); then
+    local sorted
+    sorted=$(printf '%s\n' "${times[@]}" | sort -n)
+    record kind=reload scenario=8 proxy="$name" round="$round" status=ok reloads="$reloads" applied="$applied" \
+      reload_ms_median="$(awk '{ a[NR] = $1 } END { print NR ? a[int((NR + 1) / 2)] : "" }' <<<"$sorted")" \
+      reload_ms_max="$(tail -n 1 <<<"$sorted")" note="$failed_notes" --load-json "$tmp/load.json"
+    log "  $name: $(grep -m1 'requests ' "$tmp/load.out" | sed 's/^ *//'); $applied/$reloads reloads applied;" \
+      "errors $(grep -o '"errors":{[^}]*}' "$tmp/load.json")"
+  else
+    log "  $name: sluice-bench load failed: $(tail -n 2 "$tmp/load.err" | tr '\n' ' ')"
+    record kind=reload scenario=8 proxy="$name" round="$round" status=failed note="load generator failed"
+  fi
+  kill -0 "$proxy_pid" 2>/dev/null || log "  $name exited during the run: $(tail -n 2 "$tmp/proxy-$name.err" | tr '\n' ' ')"
+  stop_proxy
+  for pid in "${extra_pids[@]}"; do stop_started "$pid"; done
+  server_ports=$origin_port caddy_admin=0
+}
+
 # ---------------------------------------------------------------------------
 # Main
 
@@ -725,6 +950,7 @@ record kind=meta command="$command_line" date="$(date -u +%Y-%m-%dT%H:%MZ)" npro
   shape_5_ecdsa="\`GET $small_path\`, a full TLS handshake for every request (no session resumption), $load_shape." \
   shape_5_rsa="\`GET $small_path\`, a full TLS handshake for every request (no session resumption), $load_shape." \
   shape_6="$idle_connections connections${idle_note:-} opened by \`sluice-bench idle\` (64 at a time), one \`GET $small_path\` each, then held idle; (RSS holding them − RSS before) ÷ connections held. Process RSS summed over the proxy's processes." \
+  shape_8="\`GET $small_path\`, $load_shape; during the measured run $reloads reloads, evenly spaced, each adding or removing one of two origin servers (the list cycles [1] → [1, 2] → [2] → [2, 1] → [1]). Each proxy reloads its own way and the next reload waits until the last one is in force: sluice SIGHUP (new generation in admin \`/status\`); HAProxy a new process started with \`-sf <old pid>\` (the old one has exited); nginx \`nginx -s reload\` (a new worker runs); Caddy \`caddy reload\` through its admin API (it answers once the new config runs). Failed requests = connection errors of the load generator (connect, read, write, timeout, parse) + non-2xx answers." \
   shape_7="One $transfer_size download (\`GET $download_path\`) then one $transfer_size upload (\`PUT $upload_path\` with Content-Length) with curl through the proxy; RSS growth = peak RSS (VmHWM, reset before each transfer) − RSS before."
 
 for ((round = 1; round <= repeats; round++)); do
@@ -754,11 +980,8 @@ for ((round = 1; round <= repeats; round++)); do
         for p in "${order[@]}"; do run_transfer_scenario "$p" "$round"; done
         ;;
       8)
-        if ((round == 1)); then
-          log "scenario 8 (reload under load): not yet"
-          record kind=skip scenario=8 title="8. Reload under load" \
-            note="Not yet measured: compare.sh does not drive reloads under load yet (issue 3 scenario 8). It will send a reload to each proxy mid-run and expect zero errors."
-        fi
+        log "round $round/$repeats, scenario 8: $reloads reloads under load (${order[*]})"
+        for p in "${order[@]}"; do run_reload_scenario "$p" "$round"; done
         ;;
     esac
   done
@@ -773,5 +996,9 @@ if ((write_doc)); then
 fi
 if ((smoke)); then
   python3 "$report_py" check "$results" || exit 1
-  log "smoke check passed: every proxy answered with zero errors"
+  if [[ ,$scenarios, == *,8,* ]]; then
+    log "smoke check passed: every proxy answered, every reload was in force, sluice failed no request"
+  else
+    log "smoke check passed: every proxy answered with zero errors"
+  fi
 fi

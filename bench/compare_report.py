@@ -12,7 +12,10 @@ compare.sh measures; this file only stores and presents (standard library only):
       ratios relative to HAProxy).
   compare_report.py check RESULTS.jsonl
       The smoke check: every proxy answered requests with no errors and only
-      2xx statuses in every load run. Exit 1 (reasons on stderr) otherwise.
+      2xx statuses in every load run; in every reload-under-load run (scenario
+      8) every reload was applied and requests were answered, and sluice
+      failed none of them (SPEC 7; the other proxies' failures are measured,
+      not checked). Exit 1 (reasons on stderr) otherwise.
   compare_report.py write-doc DOC.md TABLE.md
       Replaces what lies between the begin/end markers in DOC.md with TABLE.md.
 """
@@ -238,6 +241,59 @@ def idle_table(meta, records, proxies):
     return out + [""]
 
 
+RELOAD_METHODS = {
+    "sluice": "SIGHUP",
+    "haproxy": "new process, `-sf` old",
+    "nginx": "`nginx -s reload`",
+    "caddy": "`caddy reload` (admin API)",
+}
+
+
+def reload_table(meta, records, proxies):
+    out = ["### 8. Reload under load", ""]
+    if meta.get("shape_8"):
+        out += [meta["shape_8"], ""]
+    out += [
+        "| proxy | reload by | reloads in force | requests (median) | req/s (median) | req/s (range) "
+        "| req/s ÷ HAProxy | p99 (median) | failed requests | failed by kind | reload in force after (median, max) |",
+        "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- | --- |",
+    ]
+    per = {p: [r for r in records if r.get("proxy") == p and r.get("status") == "ok"] for p in proxies}
+    ref_runs = per.get(REFERENCE) or []
+    ref_rps = median([r["requests_per_s"] for r in ref_runs]) if ref_runs else None
+    for p in proxies:
+        name = PROXY_NAMES.get(p, p)
+        ok = per[p]
+        if not ok:
+            runs = [r for r in records if r.get("proxy") == p]
+            out.append(f"| {name} | {RELOAD_METHODS.get(p, '?')} | {not_measured_text(runs)} | | | | | | | | |")
+            continue
+        rps = [r["requests_per_s"] for r in ok]
+        kinds = {}
+        for r in ok:
+            for k, v in r.get("errors_by_kind", {}).items():
+                kinds[k] = kinds.get(k, 0) + v
+            if r.get("non_2xx"):
+                kinds["non-2xx"] = kinds.get("non-2xx", 0) + r["non_2xx"]
+        failed = sum(r["errors"] + r["non_2xx"] for r in ok)
+        kinds_text = ", ".join(f"{k} {v:,}" for k, v in sorted(kinds.items())) or "–"
+        medians = [r["reload_ms_median"] for r in ok if isinstance(r.get("reload_ms_median"), (int, float))]
+        maxes = [r["reload_ms_max"] for r in ok if isinstance(r.get("reload_ms_max"), (int, float))]
+        timing = f"{median(medians):.0f} ms, {max(maxes):.0f} ms" if medians and maxes else "–"
+        applied = sum(r["applied"] for r in ok)
+        asked = sum(r["reloads"] for r in ok)
+        notes = [r["note"] for r in ok if r.get("note")]
+        applied_text = f"{applied} of {asked}" + (f" ({notes[0]})" if notes else "")
+        out.append(
+            f"| {name} | {RELOAD_METHODS.get(p, '?')} | {applied_text} | {fmt_num(median([r['requests'] for r in ok]))} "
+            f"| {fmt_num(median(rps))} | {fmt_range(rps, fmt_num)} | {fmt_ratio(median(rps), ref_rps)} "
+            f"| {fmt_ms(median([r['p99_us'] for r in ok]))} | {failed:,} | {kinds_text} | {timing} |")
+    rounds = max((len(v) for v in per.values()), default=0)
+    if rounds > 1:
+        out += ["", f"\"failed requests\" and \"reloads in force\" are totals over {rounds} rounds."]
+    return out + [""]
+
+
 def transfer_table(meta, records, proxies):
     out = ["### 7. Large bodies: RSS growth while streaming", ""]
     if meta.get("shape_7"):
@@ -326,6 +382,9 @@ def cmd_table(args):
     transfer = [r for r in records if r.get("kind") == "transfer"]
     if transfer:
         out += transfer_table(meta, transfer, proxies)
+    reload_runs = [r for r in records if r.get("kind") == "reload"]
+    if reload_runs:
+        out += reload_table(meta, reload_runs, proxies)
     for r in records:
         if r.get("kind") == "skip":
             out += [f"### {r.get('title', r.get('scenario'))}", "", r.get("note", ""), ""]
@@ -338,9 +397,11 @@ def cmd_table(args):
 
 
 def cmd_check(args):
-    records = [r for r in read_records(args[0]) if r.get("kind") == "load"]
+    everything = read_records(args[0])
+    records = [r for r in everything if r.get("kind") == "load"]
+    reload_runs = [r for r in everything if r.get("kind") == "reload"]
     problems = []
-    if not records:
+    if not records and not reload_runs:
         problems.append("no load runs were recorded")
     for r in records:
         where = f"scenario {r.get('scenario')} via {r.get('proxy')} (round {r.get('round')})"
@@ -355,6 +416,18 @@ def cmd_check(args):
             problems.append(f"{where}: {r['errors']} errors {r.get('errors_by_kind', {})}")
         if r.get("non_2xx", 0) != 0:
             problems.append(f"{where}: {r['non_2xx']} non-2xx responses")
+    for r in reload_runs:
+        where = f"scenario 8 via {r.get('proxy')} (round {r.get('round')})"
+        if r.get("status") != "ok":
+            problems.append(f"{where}: {r.get('status')} {r.get('note', '')}".rstrip())
+            continue
+        if r.get("requests", 0) <= 0:
+            problems.append(f"{where}: no requests answered")
+        if r.get("applied") != r.get("reloads"):
+            problems.append(f"{where}: {r.get('applied')} of {r.get('reloads')} reloads in force ({r.get('note', '')})")
+        if r.get("proxy") == "sluice" and (r.get("errors", 0) or r.get("non_2xx", 0)):
+            problems.append(f"{where}: {r['errors']} errors {r.get('errors_by_kind', {})}, "
+                            f"{r.get('non_2xx', 0)} non-2xx responses")
     for p in problems:
         print(f"compare: smoke check failed: {p}", file=sys.stderr)
     return 1 if problems else 0
