@@ -33,8 +33,11 @@ std::unique_ptr<upstream_connection> upstream_pool::take(const server_state* ser
         auto conn = std::move(list.back());
         list.pop_back();
         --count_;
-        if (still_open(*conn))
+        if (still_open(*conn)) {
+            boost::system::error_code ignored;
+            conn->stream.socket().cancel(ignored); // ends the idle watch
             return conn;
+        }
     }
     return nullptr;
 }
@@ -44,8 +47,35 @@ void upstream_pool::put(std::unique_ptr<upstream_connection> conn) {
     if (list.size() >= max_idle_per_server)
         return; // closes conn
     conn->idle_since = std::chrono::steady_clock::now();
+    const auto round = ++conn->pool_round;
+    const upstream_connection* raw = conn.get();
+    const server_state* server = conn->server.get();
+    // Lifetime: the pool outlives its connections' pending operations (the
+    // worker closes every connection before the pool goes); a watch that
+    // ends with an error (cancelled by take(), or the socket closed) does
+    // nothing.
+    conn->stream.socket().async_wait(boost::asio::ip::tcp::socket::wait_read,
+                                     [this, server, raw, round](boost::system::error_code ec) {
+                                         if (!ec)
+                                             on_readable(server, raw, round);
+                                     });
     list.push_back(std::move(conn));
     ++count_;
+}
+
+void upstream_pool::on_readable(const server_state* server, const upstream_connection* conn,
+                                std::uint64_t round) {
+    const auto it = idle_.find(server);
+    if (it == idle_.end())
+        return;
+    // Taken meanwhile (and maybe put back, with a new round): not this one.
+    const auto found = std::find_if(it->second.begin(), it->second.end(), [&](const auto& c) {
+        return c.get() == conn && c->pool_round == round;
+    });
+    if (found == it->second.end())
+        return;
+    it->second.erase(found); // closes it
+    --count_;
 }
 
 void upstream_pool::retain(const std::vector<const server_state*>& servers) {

@@ -29,7 +29,8 @@ struct upstream_connection {
     byte_buffer buffer;                       // bytes read from the upstream not yet relayed
     std::shared_ptr<server_state> server;
     std::chrono::steady_clock::time_point idle_since;
-    std::uint64_t requests = 0; // exchanges completed on this connection
+    std::uint64_t requests = 0;   // exchanges completed on this connection
+    std::uint64_t pool_round = 0; // which stay in the pool a watch belongs to
 };
 
 class upstream_pool {
@@ -39,6 +40,9 @@ class upstream_pool {
     std::unique_ptr<upstream_connection> take(const server_state* server);
 
     // Keeps `conn` for reuse; it must have completed its last exchange.
+    // While it waits, it is watched: the moment the upstream closes it (or
+    // sends anything), it is closed and forgotten, not held in CLOSE_WAIT
+    // until a request or the sweep comes by.
     void put(std::unique_ptr<upstream_connection> conn);
 
     // Closes connections idle longer than `max_idle` (and all of them when
@@ -51,6 +55,10 @@ class upstream_pool {
     void retain(const std::vector<const server_state*>& servers);
 
   private:
+    // The watch of `conn` (in the pool since `round`) saw it readable.
+    void on_readable(const server_state* server, const upstream_connection* conn,
+                     std::uint64_t round);
+
     static constexpr std::size_t max_idle_per_server = 256;
     std::unordered_map<const server_state*, std::vector<std::unique_ptr<upstream_connection>>>
         idle_;

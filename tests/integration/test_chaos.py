@@ -18,10 +18,9 @@ client_header and is closed. Afterwards every request is a 200 from the
 origins that are healthy, and the proxy's descriptors and anonymous memory
 come back to what they were after a warm-up of the same shape.
 
-Two narrower tests show where sluice falls short of "back to the baseline"
-(both xfail, see their reasons): the memory a connection flood took stays
-with the process, and pooled connections to a dead origin are held until
-used or swept.
+Two narrower tests: pooled connections to an origin that dies are closed at
+once (the pool watches its idle connections), and the memory a connection
+flood took goes back (xfail, see its reason: it stays with the process).
 
 The hanging and resetting origins are Python servers (harness.RawOrigin)
 switched between good and bad; the others are `sluice-bench origin`.
@@ -597,11 +596,6 @@ def test_memory_taken_by_a_connection_flood_goes_back(env):
         raise AssertionError(f"anonymous RSS {anon_kib(proxy)} KiB after the flood, {before} KiB before") from None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "sluice does not watch idle pooled upstream connections: when an origin closes them (here by "
-    "dying) they stay in CLOSE_WAIT, descriptors held, until a request to that server takes them "
-    "(upstream_pool::take peeks at them) or the 60 s idle sweep; HAProxy and nginx close them as the FIN "
-    "arrives. Issue 11 asks for descriptors back to the baseline"))
 def test_pooled_connections_to_a_dead_origin_are_closed(env):
     a, b = env.origins_named("a", "b")
     proxy = env.proxy([a, b])
