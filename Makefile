@@ -1,12 +1,12 @@
 # The README's two commands, and a few conveniences.
 #   make demo   build, then run sluice on examples/quickstart.yaml with two demo origins
-#   make test   build (optimised, ASan+UBSan, fuzzers) and run every test
+#   make test   build (optimised, ASan+UBSan, TSan, fuzzers) and run every test
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
 DEMO_ORIGINS := 127.0.0.1:9001=origin-a 127.0.0.1:9002=origin-b
 
-.PHONY: deps build asan fuzz test test-release test-asan test-fuzz demo clean
+.PHONY: deps build asan tsan fuzz test test-release test-asan test-tsan test-fuzz demo clean
 
 deps:
 	bash deploy/install-deps.sh
@@ -26,6 +26,15 @@ test-asan: asan
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --preset asan
 
+tsan: deps
+	cmake --preset tsan
+	cmake --build --preset tsan
+
+# ThreadSanitizer: unit tests, then every integration file with workers: 2
+# (tests/CMakeLists.txt sets SLUICE_TEST_WORKERS=2 and TSAN_OPTIONS).
+test-tsan: tsan
+	ctest --preset tsan
+
 fuzz: deps
 	cmake --preset fuzz
 	cmake --build --preset fuzz
@@ -34,7 +43,7 @@ fuzz: deps
 test-fuzz: fuzz
 	ctest --preset fuzz
 
-test: test-release test-asan test-fuzz
+test: test-release test-asan test-tsan test-fuzz
 
 demo: build
 	@set -e; pids=(); \

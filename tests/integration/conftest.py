@@ -47,6 +47,7 @@ class Env:
         self.origins = []
         self.sluices = []
         self.clients = []
+        self.first_process = len(harness.STARTED)
 
     def origin(self, name):
         o = harness.Origin(self.bench_bin, self.tmp, name)
@@ -89,6 +90,19 @@ class Env:
             s.stop(timeout=10.0)
         for o in self.origins:
             o.stop(timeout=5.0)
+        # A sanitizer report (ThreadSanitizer) on the stderr of any process
+        # the test started fails the test, even if its exit went unnoticed.
+        reports = []
+        for p in harness.STARTED[self.first_process:]:
+            try:
+                report = harness.sanitizer_report(p.stderr())
+            except OSError:
+                continue  # its stderr file is gone with the test's directory
+            if report:
+                reports.append(f"--- {p.label} (exit {p.proc.returncode}) ---\n{report}")
+        del harness.STARTED[self.first_process:]
+        if reports:
+            pytest.fail("sanitizer report on stderr:\n" + "\n".join(reports), pytrace=False)
 
 
 @pytest.fixture

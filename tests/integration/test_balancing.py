@@ -25,7 +25,9 @@ def test_round_robin_alternates_exactly(env):
 
 def test_round_robin_alternates_across_connections(env):
     a, b = env.origins_named("a", "b")
-    proxy = env.proxy([a, b])
+    # One worker: each worker keeps its own cursor (SPEC 4), and new
+    # connections are spread over the workers by the kernel.
+    proxy = env.proxy([a, b], workers=1)
     seq = names(proxy, 6, env, new_connections=True)
     for i in range(1, len(seq)):
         assert seq[i] != seq[i - 1], f"not alternating: {seq}"
@@ -33,7 +35,7 @@ def test_round_robin_alternates_across_connections(env):
 
 def test_weighted_round_robin_is_smooth(env):
     a, b = env.origins_named("a", "b")
-    proxy = env.proxy([(a, 3), (b, 1)])
+    proxy = env.proxy([(a, 3), (b, 1)], workers=1)  # one cursor, as above
     seq = names(proxy, 8, env, new_connections=True)
     assert seq.count("a") == 6 and seq.count("b") == 2, seq
     # Smooth: every window of 4 consecutive picks holds 3 a and 1 b (no bursts).

@@ -50,7 +50,9 @@ class DnsSetup:
             self.origins[ip] = o.wait_ready()
         self.server_name = f"{NAME}:{port}"
         up = {"name": "backend", "servers": [{"address": self.server_name}], "resolve_interval": "300ms"}
-        self.proxy = env.proxy(upstreams=[up], resolver=self.dns.address)
+        # One worker: tests count where requests on new connections land,
+        # and each worker balances on its own.
+        self.proxy = env.proxy(upstreams=[up], resolver=self.dns.address, workers=1)
 
     def addr(self, ip):
         return f"{ip}:{self.port}"

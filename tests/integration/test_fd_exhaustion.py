@@ -33,7 +33,7 @@ def accept_failures(proxy):
 
 def test_out_of_descriptors_logs_once_backs_off_and_recovers(env):
     origin = env.origin("o")
-    proxy = env.proxy([origin])
+    proxy = env.proxy([origin], workers=1)  # each worker logs its own accept failure once
     pid = proxy.proc.pid
     assert env.client(proxy).get("/small").status == 200  # one pooled upstream connection
     headroom = 12

@@ -12,7 +12,9 @@ def origin(env):
 
 @pytest.fixture
 def proxy(env, origin):
-    return env.proxy([origin])
+    # One worker: each worker has its own upstream pool, and these tests
+    # count pooled connections across client connections.
+    return env.proxy([origin], workers=1)
 
 
 def test_requests_on_one_client_connection_share_one_upstream_connection(proxy, env):

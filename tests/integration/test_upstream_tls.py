@@ -37,10 +37,11 @@ def backend(env, origin, certs):
     return env.sluice(cfg, label="https-backend")
 
 
-def front(env, backend, tls, **extra):
+def front(env, backend, tls, workers=None, **extra):
     """The sluice under test: everything to upstream "backend" = the HTTPS
     backend, with the upstream's `tls` settings."""
-    return env.proxy([f"127.0.0.1:{backend.port}"], upstream_extra={"tls": tls, **extra})
+    overrides = {} if workers is None else {"workers": workers}
+    return env.proxy([f"127.0.0.1:{backend.port}"], upstream_extra={"tls": tls, **extra}, **overrides)
 
 
 def verified(certs, **more):
@@ -67,7 +68,7 @@ def test_request_reaches_the_backend_over_verified_tls(env, backend, certs):
 
 
 def test_keep_alive_reuses_one_tls_connection(env, backend, certs):
-    proxy = front(env, backend, verified(certs))
+    proxy = front(env, backend, verified(certs), workers=1)  # one pool
     for _ in range(3):
         c = env.client(proxy)
         for _ in range(3):

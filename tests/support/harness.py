@@ -549,12 +549,20 @@ def upstream(name, origins, **extra):
     return deep_merge({"name": name, "servers": servers}, extra)
 
 
+def default_workers():
+    """`workers` of a config whose test does not set it: 1, or
+    SLUICE_TEST_WORKERS (the ThreadSanitizer run uses 2)."""
+    value = os.environ.get("SLUICE_TEST_WORKERS", "").strip()
+    return int(value) if value else 1
+
+
 def proxy_config(listen_port, admin_port, routes, upstreams, **overrides):
     """A complete config: one plain listener "public" on 127.0.0.1:listen_port,
-    one worker, the admin listener on admin_port, a short shutdown_grace so
-    teardown is quick; `overrides` are deep-merged at the top level."""
+    one worker (default_workers()), the admin listener on admin_port, a short
+    shutdown_grace so teardown is quick; `overrides` are deep-merged at the
+    top level."""
     cfg = {
-        "workers": 1,
+        "workers": default_workers(),
         "listeners": [{"name": "public", "bind": f"{LOOPBACK}:{listen_port}", "routes": routes}],
         "upstreams": upstreams,
         "timeouts": {"shutdown_grace": "5s"},
@@ -576,6 +584,11 @@ def _tail(path, n=4000):
         return ""
 
 
+# Every Process started, in order, so a test's teardown can look at the
+# stderr of each (sanitizer_report) and then forget them.
+STARTED = []
+
+
 class Process:
     """A child process with stdout/stderr captured to files in `workdir`."""
 
@@ -589,6 +602,7 @@ class Process:
         self.proc = subprocess.Popen(argv, stdout=self._out, stderr=self._err, stdin=subprocess.DEVNULL,
                                      env=env, cwd=workdir)
         self.pid = self.proc.pid
+        STARTED.append(self)
 
     def running(self):
         return self.proc.poll() is None
@@ -738,9 +752,29 @@ class Sluice(Process):
 
 
 def run_sluice(sluice_bin, args, env=None, timeout=15.0, cwd=None):
-    """Run sluice to completion (e.g. --check); returns CompletedProcess."""
-    return subprocess.run([sluice_bin, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, env=env, timeout=timeout, cwd=cwd)
+    """Run sluice to completion (e.g. --check); returns CompletedProcess.
+    Raises AssertionError if a sanitizer reported on its stderr."""
+    p = subprocess.run([sluice_bin, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, env=env, timeout=timeout, cwd=cwd)
+    report = sanitizer_report(p.stderr.decode("utf-8", "replace"))
+    if report:
+        raise AssertionError(f"sluice {' '.join(args)} (exit {p.returncode}): {report}")
+    return p
+
+
+# A ThreadSanitizer report on a process's stderr (with halt_on_error=1 the
+# process then exits 66): the test fails, whatever it asserted.
+SANITIZER_MARKERS = ("WARNING: ThreadSanitizer",)
+
+
+def sanitizer_report(stderr_text, limit=12000):
+    """The sanitizer report(s) in `stderr_text` (from the first marker on,
+    at most `limit` characters), or None."""
+    starts = [i for i in (stderr_text.find(m) for m in SANITIZER_MARKERS) if i >= 0]
+    if not starts:
+        return None
+    start = stderr_text.rfind("==================", 0, min(starts))
+    return stderr_text[start if start >= 0 else min(starts):][:limit]
 
 
 def assert_proxy_error(resp, status, header="X-Request-ID"):
