@@ -108,8 +108,7 @@ net::awaitable<boost::system::error_code> upstream_handshake(upstream_connection
                                                              tls::client_context& ctx,
                                                              std::chrono::milliseconds timeout) {
     conn.tls = std::make_unique<upstream_tls_stream>(conn.stream, ctx.get());
-    if (!tls::prepare_client(conn.tls->stream.native_handle(), ctx.name_for(conn.server->name),
-                             ctx.verify()))
+    if (!ctx.prepare(conn.tls->stream.native_handle(), conn.server->name))
         co_return net::error::invalid_argument;
     conn.stream.expires_after(timeout);
     auto [ec] = co_await conn.tls->stream.async_handshake(net::ssl::stream_base::client, use_tuple);

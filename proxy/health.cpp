@@ -123,8 +123,7 @@ class health_prober_impl : public std::enable_shared_from_this<health_prober_imp
         }
         if (secure != nullptr) {
             net::ssl::stream<beast::tcp_stream&> tls_stream(stream, secure->get());
-            if (!tls::prepare_client(tls_stream.native_handle(), secure->name_for(server.name),
-                                     secure->verify())) {
+            if (!secure->prepare(tls_stream.native_handle(), server.name)) {
                 r.error = "tls: bad server name";
                 co_return r;
             }

@@ -39,24 +39,21 @@ client_context::client_context(const config::upstream_tls& settings)
     }
 }
 
-std::string client_context::name_for(const std::string& server) const {
-    if (!server_name_.empty())
-        return server_name_;
-    if (!server.empty() && server.front() == '[') {
+bool client_context::prepare(SSL* ssl, const std::string& server) const {
+    std::string name = server_name_;
+    if (name.empty() && !server.empty() && server.front() == '[') {
         const auto end = server.find(']');
-        return server.substr(1, end == std::string::npos ? std::string::npos : end - 1);
+        name = server.substr(1, end == std::string::npos ? std::string::npos : end - 1);
+    } else if (name.empty()) {
+        name = server.substr(0, server.rfind(':'));
     }
-    return server.substr(0, server.rfind(':'));
-}
-
-bool prepare_client(SSL* ssl, const std::string& name, bool verify) {
     boost::system::error_code ec;
     const auto ip = net::ip::make_address(name, ec);
     const bool is_ip = !ec;
     // SNI carries DNS names only (RFC 6066 3).
     if (!is_ip && SSL_set_tlsext_host_name(ssl, name.c_str()) != 1)
         return false;
-    if (!verify)
+    if (!verify_)
         return true;
     X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
     if (is_ip)

@@ -22,21 +22,18 @@ class client_context {
     client_context& operator=(const client_context&) = delete;
 
     boost::asio::ssl::context& get() { return context_; }
-    bool verify() const { return verify_; }
-    // The name sent as SNI and checked against the certificate: the
-    // configured server_name, else the host (name or IP) of `server`, a
-    // server's configured "host:port" ("[v6]:port" too).
-    std::string name_for(const std::string& server) const;
+
+    // Prepares `ssl`, a new connection to `server` (a server's configured
+    // "host:port", "[v6]:port" too), for its handshake. The name is the
+    // configured server_name, else the server's host: sent as SNI when it is
+    // a DNS name and, when verifying, the name (or IP address) the
+    // certificate must carry. Returns false when OpenSSL refuses the name.
+    bool prepare(SSL* ssl, const std::string& server) const;
 
   private:
     boost::asio::ssl::context context_;
     bool verify_;
     std::string server_name_;
 };
-
-// Prepares `ssl` (a new connection) for `name`: SNI when it is a DNS name,
-// and, when verifying, the name (or IP address) the certificate must carry.
-// Returns false when OpenSSL refuses the name.
-bool prepare_client(SSL* ssl, const std::string& name, bool verify);
 
 } // namespace sluice::tls

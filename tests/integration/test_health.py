@@ -27,13 +27,7 @@ def health_check(**extra):
 
 def served_by(proxy, env, n):
     """X-Origin of n requests on one keep-alive connection; every one must be a 200."""
-    c = env.client(proxy)
-    out = []
-    for _ in range(n):
-        r = c.get("/")
-        assert r.status == 200, r
-        out.append(r.header("X-Origin"))
-    return out
+    return harness.origins_answering(env.client(proxy), n)
 
 
 def server(proxy, address, upstream="backend"):

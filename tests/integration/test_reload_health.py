@@ -62,13 +62,7 @@ def reload_by_sighup(proxy, cfg):
 
 def origins_of(proxy, env, n):
     """X-Origin of n requests on one keep-alive connection (each must be a 200)."""
-    c = env.client(proxy)
-    out = []
-    for _ in range(n):
-        r = c.get("/small")
-        assert r.status == 200, r
-        out.append(r.header("X-Origin"))
-    return out
+    return harness.origins_answering(env.client(proxy), n, "/small")
 
 
 def test_a_down_server_kept_by_a_reload_stays_down(env):

@@ -63,6 +63,16 @@ def free_port():
             return port
 
 
+def origins_answering(client, n, target="/"):
+    """X-Origin of n GETs of `target` on one client connection; each must be a 200."""
+    out = []
+    for _ in range(n):
+        r = client.get(target)
+        assert r.status == 200, r
+        out.append(r.header("X-Origin"))
+    return out
+
+
 def wait_until(predicate, timeout, interval=0.02, message=None):
     """Poll predicate() until it returns a truthy value, which is returned.
 
