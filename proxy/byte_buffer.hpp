@@ -4,21 +4,75 @@
 // the window slides back to the start when there is no room, and the block
 // grows only up to the limit the owner sets (so a header flood cannot make
 // it grow without bound).
+//
+// Blocks of the common size can come from a block_pool (one per worker), so
+// a connection can give its block back whenever it has nothing buffered (an
+// idle keep-alive connection then holds no receive memory) and take one
+// again for the next request without going to the allocator.
 
 #include <cstddef>
 #include <cstring>
 #include <memory>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace sluice::proxy {
+
+// Spare blocks of one size, kept for reuse up to `keep` of them; the rest go
+// back to the allocator. Single-threaded (a worker's own).
+class block_pool {
+  public:
+    block_pool(std::size_t block_size, std::size_t keep) : size_(block_size), keep_(keep) {
+        spare_.reserve(keep);
+    }
+    ~block_pool() {
+        for (char* b : spare_)
+            delete[] b;
+    }
+    block_pool(const block_pool&) = delete;
+    block_pool& operator=(const block_pool&) = delete;
+
+    std::size_t block_size() const { return size_; }
+    std::size_t spare() const { return spare_.size(); }
+
+    char* take() {
+        if (spare_.empty())
+            return new char[size_];
+        char* b = spare_.back();
+        spare_.pop_back();
+        return b;
+    }
+    void give(char* b) {
+        if (spare_.size() < keep_)
+            spare_.push_back(b);
+        else
+            delete[] b;
+    }
+
+  private:
+    std::size_t size_;
+    std::size_t keep_;
+    std::vector<char*> spare_;
+};
 
 class byte_buffer {
   public:
     explicit byte_buffer(std::size_t initial = 8192) : initial_(initial), capacity_(initial) {}
+    // Blocks of pool->block_size() (the initial size) come from and go back
+    // to `pool`, which must outlive the buffer. A null pool: as above.
+    explicit byte_buffer(block_pool* pool, std::size_t initial = 8192)
+        : pool_(pool), initial_(pool != nullptr ? pool->block_size() : initial),
+          capacity_(initial_) {}
+    ~byte_buffer() { drop_block(); }
+    byte_buffer(const byte_buffer&) = delete;
+    byte_buffer& operator=(const byte_buffer&) = delete;
 
-    std::string_view data() const { return {block_.get() + begin_, end_ - begin_}; }
+    std::string_view data() const { return {block_ + begin_, end_ - begin_}; }
     std::size_t size() const { return end_ - begin_; }
     bool empty() const { return begin_ == end_; }
+    // Whether a block is held (memory in use).
+    bool holds_block() const { return block_ != nullptr; }
 
     void consume(std::size_t n) {
         begin_ += n;
@@ -30,10 +84,10 @@ class byte_buffer {
     // block up to `limit` bytes in all. Returns an empty span when the
     // buffer already holds `limit` bytes.
     std::pair<char*, std::size_t> prepare(std::size_t want, std::size_t limit) {
-        if (!block_)
-            block_ = std::make_unique<char[]>(capacity_);
+        if (block_ == nullptr)
+            block_ = new_block(capacity_);
         if (capacity_ - end_ < want && begin_ > 0) {
-            std::memmove(block_.get(), block_.get() + begin_, end_ - begin_);
+            std::memmove(block_, block_ + begin_, end_ - begin_);
             end_ -= begin_;
             begin_ = 0;
         }
@@ -44,34 +98,49 @@ class byte_buffer {
             if (grown > limit)
                 grown = limit;
             if (grown > capacity_) {
-                auto bigger = std::make_unique<char[]>(grown);
-                std::memcpy(bigger.get(), block_.get() + begin_, end_ - begin_);
+                char* bigger = new_block(grown);
+                std::memcpy(bigger, block_ + begin_, end_ - begin_);
                 end_ -= begin_;
                 begin_ = 0;
-                block_ = std::move(bigger);
+                drop_block();
+                block_ = bigger;
                 capacity_ = grown;
             }
         }
         std::size_t room = capacity_ - end_;
         if (size() + room > limit)
             room = limit > size() ? limit - size() : 0;
-        return {block_.get() + end_, room < want ? room : want};
+        return {block_ + end_, room < want ? room : want};
     }
 
     void commit(std::size_t n) { end_ += n; }
 
     // Drops the block of an empty buffer (an idle keep-alive connection need
-    // not hold it).
+    // not hold it); the next prepare takes one of the initial size again.
     void release_if_empty() {
-        if (empty() && block_) {
-            block_.reset();
+        if (empty() && block_ != nullptr) {
+            drop_block();
             capacity_ = initial_;
         }
     }
 
   private:
+    char* new_block(std::size_t size) {
+        return pool_ != nullptr && size == pool_->block_size() ? pool_->take() : new char[size];
+    }
+    void drop_block() {
+        if (block_ == nullptr)
+            return;
+        if (pool_ != nullptr && capacity_ == pool_->block_size())
+            pool_->give(block_);
+        else
+            delete[] block_;
+        block_ = nullptr;
+    }
+
+    block_pool* pool_ = nullptr;
     std::size_t initial_;
-    std::unique_ptr<char[]> block_;
+    char* block_ = nullptr;
     std::size_t capacity_;
     std::size_t begin_ = 0;
     std::size_t end_ = 0;

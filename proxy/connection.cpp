@@ -193,6 +193,8 @@ template <typename Stream> class client_session final : public session_base {
                 peer_trusted_ = peer_trusted_ || cidr_contains(cidr, bytes, v6);
         }
         lowest().socket().set_option(tcp::no_delay(true), ec);
+        // await_request's receive must never block the worker.
+        lowest().socket().non_blocking(true, ec);
         // Set again per request (a reload may rename it); set here too so a
         // request refused before routing (400, 408, 431) is logged with it.
         if (const auto* l = worker_.current()->find_listener(listener_key_))
@@ -213,8 +215,17 @@ template <typename Stream> class client_session final : public session_base {
                 co_return;
         }
         for (;;) {
-            const bool keep = co_await self->serve_one();
-            if (!keep)
+            // Between requests only this frame stays: serve_one's (and all
+            // it called) are gone while the connection is idle.
+            if (self->in_.empty()) {
+                if (self->draining())
+                    break;
+                // (A co_await apart from any && or ||: GCC 12 miscompiles those.)
+                const bool arrived = co_await self->await_request(self->worker_.current()->cfg);
+                if (!arrived)
+                    break;
+            }
+            if (!co_await self->serve_one())
                 break;
         }
         co_await self->finish();
@@ -251,6 +262,24 @@ template <typename Stream> class client_session final : public session_base {
 
     // Serves one request; returns whether the connection stays open.
     net::awaitable<bool> serve_one();
+    // Waits (up to client_idle) for the first bytes of the next request and
+    // reads them into in_; false when the connection is to close.
+    net::awaitable<bool> await_request(const config::config& cfg);
+    // Gives back what only a request in progress needs (the receive block,
+    // head and scratch capacity): an idle connection keeps its session and
+    // socket only. Called when the next request is not there yet, so a busy
+    // connection keeps reusing them.
+    void shed_idle_memory() {
+        in_.release_if_empty();
+        std::string().swap(head_out_);
+        std::string().swap(request_head_);
+        std::string().swap(path_);
+        std::vector<http::field>().swap(req_.fields);
+        std::vector<http::field>().swap(resp_.fields);
+        relay_scratch().swap(scratch_);
+        relay_scratch().swap(sender_scratch_);
+        std::vector<int>().swap(tried_);
+    }
     // Reads and parses a request head into req_.
     net::awaitable<proxy_error> read_head(const config::config& cfg);
     // Answers with a response the proxy makes; returns keep_alive as sent.
@@ -260,8 +289,10 @@ template <typename Stream> class client_session final : public session_base {
     // Relays the request to an upstream and its response back.
     net::awaitable<bool> forward(const upstream_entry& up);
     // Picks, connects (with retries) and returns a connection in upstream_.
+    // `verify_pooled`: peek at a pooled connection before reusing it (for a
+    // request that could not be retried if the upstream had just closed it).
     net::awaitable<proxy_error> connect_upstream(const upstream_entry& up, std::vector<int>& tried,
-                                                 in_flight_guard& guard);
+                                                 in_flight_guard& guard, bool verify_pooled);
     net::awaitable<proxy_error> read_response_head(upstream_connection& conn,
                                                    std::chrono::milliseconds timeout,
                                                    bool& any_byte);
@@ -370,7 +401,7 @@ template <typename Stream> class client_session final : public session_base {
     bool idle_ = false;            // waiting for the first byte of a request
     bool drain_requested_ = false; // this connection's listener is going away
     bool linger_ = false;          // close gracefully: the client may still be sending
-    byte_buffer in_;
+    byte_buffer in_{&worker_.blocks()};
     // Timeouts on reads from the client that must still be answered (408):
     // Beast's stream timeout would close the socket, this one only cancels.
     net::steady_timer client_timer_{stream_.get_executor()};
@@ -528,20 +559,47 @@ net::awaitable<bool> client_session<Stream>::send_error(proxy_error e, bool keep
     co_return kept;
 }
 
-template <typename Stream> net::awaitable<bool> client_session<Stream>::serve_one() {
-    if (in_.empty()) {
-        if (draining())
-            co_return false;
+template <typename Stream>
+net::awaitable<bool> client_session<Stream>::await_request(const config::config& cfg) {
+    if constexpr (is_tls) {
+        // TLS may hold decrypted bytes the socket no longer shows: read.
         idle_ = true;
-        const auto& idle_cfg = worker_.current()->cfg;
-        lowest().expires_after(idle_cfg.timeouts.client_idle);
-        auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(idle_cfg));
+        lowest().expires_after(cfg.timeouts.client_idle);
+        auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(cfg));
         auto [ec, n] = co_await stream_.async_read_some(net::buffer(p, room), use_tuple);
         idle_ = false;
         if (ec)
             co_return false;
         in_.commit(n);
+        co_return true;
+    } else {
+        // Plain HTTP: try the socket at once (under load the next request
+        // is usually there); if nothing has come, give the receive block
+        // back and wait for readability, so an idle connection holds none.
+        auto& socket = lowest().socket();
+        for (;;) {
+            auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(cfg));
+            boost::system::error_code ec;
+            const auto n = socket.receive(net::buffer(p, room), 0, ec); // non-blocking
+            if (!ec) {
+                in_.commit(n);
+                co_return true;
+            }
+            if (ec != net::error::would_block)
+                co_return false; // closed or reset
+            shed_idle_memory();
+            idle_ = true;
+            arm_client_timer(cfg.timeouts.client_idle);
+            auto [wec] = co_await socket.async_wait(tcp::socket::wait_read, use_tuple);
+            disarm_client_timer();
+            idle_ = false;
+            if (wec)
+                co_return false; // client_idle passed, or the connection was closed
+        }
     }
+}
+
+template <typename Stream> net::awaitable<bool> client_session<Stream>::serve_one() {
     // The request runs on the snapshot current when its first byte arrived,
     // to its end, whatever reloads happen meanwhile. (A reference into a
     // snapshot must not outlive a wait unless snap_ holds that snapshot.)
@@ -641,9 +699,9 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::serve_on
 }
 
 template <typename Stream>
-net::awaitable<proxy_error> client_session<Stream>::connect_upstream(const upstream_entry& up,
-                                                                     std::vector<int>& tried,
-                                                                     in_flight_guard& guard) {
+net::awaitable<proxy_error>
+client_session<Stream>::connect_upstream(const upstream_entry& up, std::vector<int>& tried,
+                                         in_flight_guard& guard, bool verify_pooled) {
     const auto& cfg = *up.cfg;
     auto& cursor = up.cursors[static_cast<std::size_t>(worker_.id()) % up.cursors.size()];
     proxy_error last = proxy_error::no_healthy_server;
@@ -671,12 +729,12 @@ net::awaitable<proxy_error> client_session<Stream>::connect_upstream(const upstr
         guard = in_flight_guard(server.get());
         server_address_ = server->address;
 
-        if (auto pooled = worker_.pool().take(server.get())) {
+        if (auto pooled = worker_.pool().take(server.get(), verify_pooled)) {
             worker_.metrics().on_upstream_connect(*server, true, 0);
             upstream_ = std::move(pooled);
             co_return proxy_error::none;
         }
-        auto conn = std::make_unique<upstream_connection>(worker_.io());
+        auto conn = std::make_unique<upstream_connection>(worker_.io(), &worker_.blocks());
         conn->server = server;
         boost::system::error_code ec;
         const auto address = net::ip::make_address(server->ip, ec);
@@ -826,7 +884,10 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
     proxy_error failure = proxy_error::none;
     std::shared_ptr<body_sender> sender; // streams the body beside the exchange, when needed
     for (int stale_retries = 0;; ++stale_retries) {
-        failure = co_await connect_upstream(up, tried, guard);
+        // A retryable request skips the peek: a pooled connection the
+        // upstream has just closed is then found by the exchange and retried.
+        failure =
+            co_await connect_upstream(up, tried, guard, !may_retry_stale || stale_retries > 0);
         if (failure != proxy_error::none)
             break;
         worker_.metrics().on_upstream_request(*upstream_->server);

@@ -88,17 +88,6 @@ parse_status parse_version(std::string_view v, int& minor) {
     return parse_status::ok;
 }
 
-// True when every CR in `lines` starts a CRLF and every LF ends one.
-bool only_crlf_line_ends(std::string_view lines) {
-    for (std::size_t i = 0; i < lines.size(); ++i) {
-        if (lines[i] == '\r' && (i + 1 >= lines.size() || lines[i + 1] != '\n'))
-            return false;
-        if (lines[i] == '\n' && (i == 0 || lines[i - 1] != '\r'))
-            return false;
-    }
-    return true;
-}
-
 // Parses the field lines between `p` and the end of the head (`lines` ends
 // with the CRLF of the last field line, or is empty), filling out.fields and
 // the framing facts. Shared by requests and responses.
@@ -106,33 +95,33 @@ parse_status parse_fields(std::string_view lines, message_head& out) {
     bool seen_length = false;
     bool seen_te = false;
     bool seen_host = false;
+    // One pass per line: the name's token characters, the colon, the
+    // value's characters, then the CRLF that must end it. A CR or LF
+    // anywhere else is neither a token nor a value character, so a bare one
+    // is refused here.
     while (!lines.empty()) {
-        const auto eol = lines.find("\r\n");
-        // The caller passes whole lines, so eol is always found.
-        std::string_view line = lines.substr(0, eol);
-        lines.remove_prefix(eol + 2);
-
-        if (line.empty())
-            return parse_status::bad_field;
-        if (line.front() == ' ' || line.front() == '\t')
+        const char* const p = lines.data();
+        const std::size_t n = lines.size();
+        if (p[0] == ' ' || p[0] == '\t')
             return parse_status::obs_fold;
 
         std::size_t i = 0;
-        while (i < line.size() && is_token_char(line[i]))
+        while (i < n && is_token_char(p[i]))
             ++i;
-        if (i == 0)
+        if (i == 0 || i == n)
             return parse_status::bad_field;
-        if (i == line.size())
-            return parse_status::bad_field;
-        if (line[i] == ' ' || line[i] == '\t')
+        if (p[i] == ' ' || p[i] == '\t')
             return parse_status::space_before_colon;
-        if (line[i] != ':')
+        if (p[i] != ':')
             return parse_status::bad_field;
-        const auto name = line.substr(0, i);
-        const auto raw_value = line.substr(i + 1);
-        for (char c : raw_value)
-            if (!is_value_char(c))
-                return parse_status::bad_field;
+        std::size_t j = i + 1;
+        while (j < n && is_value_char(p[j]))
+            ++j;
+        if (j + 1 >= n || p[j] != '\r' || p[j + 1] != '\n')
+            return parse_status::bad_field;
+        const std::string_view name(p, i);
+        const std::string_view raw_value(p + i + 1, j - i - 1);
+        lines.remove_prefix(j + 2);
         const auto value = trim(raw_value);
 
         if (out.fields.size() == max_fields)
@@ -341,8 +330,6 @@ parse_status parse_request_head(std::string_view data, message_head& out) {
 
     // Every remaining line must end in CRLF, with no stray CR or LF inside.
     std::string_view lines = head.substr(line_end + 2, end - 2 - (line_end + 2));
-    if (!only_crlf_line_ends(lines))
-        return parse_status::bad_field;
     if (const auto st = parse_fields(lines, out); st != parse_status::ok)
         return st;
     out.head_size = end;
@@ -386,8 +373,6 @@ parse_status parse_response_head(std::string_view data, message_head& out) {
             return parse_status::bad_start_line;
 
     std::string_view lines = head.substr(line_end + 2, end - 2 - (line_end + 2));
-    if (!only_crlf_line_ends(lines))
-        return parse_status::bad_field;
     if (const auto st = parse_fields(lines, out); st != parse_status::ok)
         return st;
     out.head_size = end;

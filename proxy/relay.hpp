@@ -43,6 +43,11 @@ struct relay_result {
 struct relay_scratch {
     std::vector<std::string_view> pieces;
     std::vector<boost::asio::const_buffer> buffers;
+
+    void swap(relay_scratch& other) noexcept {
+        pieces.swap(other.pieces);
+        buffers.swap(other.buffers);
+    }
 };
 
 inline constexpr std::size_t relay_chunk = 16 * 1024;

@@ -21,10 +21,11 @@ bool still_open(upstream_connection& c) {
 
 } // namespace
 
-upstream_connection::upstream_connection(boost::asio::io_context& io) : stream(io) {}
+upstream_connection::upstream_connection(boost::asio::io_context& io, block_pool* blocks)
+    : stream(io), buffer(blocks) {}
 upstream_connection::~upstream_connection() = default;
 
-std::unique_ptr<upstream_connection> upstream_pool::take(const server_state* server) {
+std::unique_ptr<upstream_connection> upstream_pool::take(const server_state* server, bool verify) {
     const auto it = idle_.find(server);
     if (it == idle_.end())
         return nullptr;
@@ -33,9 +34,12 @@ std::unique_ptr<upstream_connection> upstream_pool::take(const server_state* ser
         auto conn = std::move(list.back());
         list.pop_back();
         --count_;
-        if (still_open(*conn)) {
-            boost::system::error_code ignored;
-            conn->stream.socket().cancel(ignored); // ends the idle watch
+        if (!verify || still_open(*conn)) {
+            if (conn->watched) {
+                boost::system::error_code ignored;
+                conn->stream.socket().cancel(ignored); // ends the idle watch
+                conn->watched = false;
+            }
             return conn;
         }
     }
@@ -45,22 +49,61 @@ std::unique_ptr<upstream_connection> upstream_pool::take(const server_state* ser
 void upstream_pool::put(std::unique_ptr<upstream_connection> conn) {
     auto& list = idle_[conn->server.get()];
     if (list.size() >= max_idle_per_server)
-        return; // closes conn
+        return;                      // closes conn
+    conn->buffer.release_if_empty(); // an idle connection holds no receive block
     conn->idle_since = std::chrono::steady_clock::now();
-    const auto round = ++conn->pool_round;
-    const upstream_connection* raw = conn.get();
-    const server_state* server = conn->server.get();
-    // Lifetime: the pool outlives its connections' pending operations (the
-    // worker closes every connection before the pool goes); a watch that
-    // ends with an error (cancelled by take(), or the socket closed) does
-    // nothing.
-    conn->stream.socket().async_wait(boost::asio::ip::tcp::socket::wait_read,
-                                     [this, server, raw, round](boost::system::error_code ec) {
-                                         if (!ec)
-                                             on_readable(server, raw, round);
-                                     });
+    ++conn->pool_round;
     list.push_back(std::move(conn));
     ++count_;
+    arm_watch();
+}
+
+void upstream_pool::arm_watch() {
+    if (watch_armed_)
+        return;
+    watch_armed_ = true;
+    watch_timer_.expires_after(watch_after);
+    // Lifetime: the timer is the pool's; cancelled or destroyed, it
+    // completes with an error and touches nothing.
+    watch_timer_.async_wait([this](boost::system::error_code ec) {
+        if (ec)
+            return;
+        watch_armed_ = false;
+        watch_settled();
+    });
+}
+
+void upstream_pool::watch_settled() {
+    const auto settled = std::chrono::steady_clock::now() - watch_after;
+    bool fresh = false;
+    for (auto& [server, list] : idle_)
+        for (auto& conn : list) {
+            if (conn->watched)
+                continue;
+            if (conn->idle_since <= settled)
+                watch(*conn);
+            else
+                fresh = true;
+        }
+    if (fresh)
+        arm_watch();
+}
+
+void upstream_pool::watch(upstream_connection& conn) {
+    conn.watched = true;
+    const auto round = conn.pool_round;
+    const upstream_connection* raw = &conn;
+    const server_state* server = conn.server.get();
+    // Any end but a cancel (take() or closing) means the connection is done:
+    // a byte to read, end of stream, or a reset. Lifetime: the pool outlives
+    // its connections' pending operations (the worker closes every
+    // connection before the pool goes); a cancelled watch does nothing.
+    conn.stream.socket().async_receive(
+        boost::asio::buffer(&conn.watch_byte, 1), boost::asio::socket_base::message_peek,
+        [this, server, raw, round](boost::system::error_code ec, std::size_t) {
+            if (ec != boost::asio::error::operation_aborted)
+                on_readable(server, raw, round);
+        });
 }
 
 void upstream_pool::on_readable(const server_state* server, const upstream_connection* conn,

@@ -2,11 +2,21 @@
 // A worker's idle upstream connections, per server. Owned by one worker and
 // used only on its thread: no lock. Connections are taken LIFO (the most
 // recently used is the least likely to have been closed by the upstream).
+//
+// A connection that stays idle is watched (a pending one-byte peek): the
+// moment the upstream closes it (or sends anything), it is closed and
+// forgotten, not held in CLOSE_WAIT until a request or the sweep comes by.
+// The watch starts only once the connection has been idle for
+// `watch_after`: under load a connection is taken again within
+// microseconds, and a watch started at every return would cost a system
+// call per request (Asio's first attempt at the peek, or an epoll re-arm
+// for a readiness wait).
 
 #include "proxy/byte_buffer.hpp"
 #include "proxy/server_state.hpp"
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
 #include <chrono>
@@ -19,30 +29,38 @@ namespace sluice::proxy {
 struct upstream_tls_stream; // proxy/upstream_tls.hpp
 
 struct upstream_connection {
-    explicit upstream_connection(boost::asio::io_context& io);
+    // `blocks`: where `buffer` takes its block (may be null).
+    upstream_connection(boost::asio::io_context& io, block_pool* blocks);
     ~upstream_connection();
     upstream_connection(const upstream_connection&) = delete;
     upstream_connection& operator=(const upstream_connection&) = delete;
 
     boost::beast::tcp_stream stream;
     std::unique_ptr<upstream_tls_stream> tls; // HTTPS upstreams: TLS over `stream`
-    byte_buffer buffer;                       // bytes read from the upstream not yet relayed
+    byte_buffer buffer; // bytes read from the upstream not yet relayed; no block while pooled
     std::shared_ptr<server_state> server;
     std::chrono::steady_clock::time_point idle_since;
     std::uint64_t requests = 0;   // exchanges completed on this connection
     std::uint64_t pool_round = 0; // which stay in the pool a watch belongs to
+    bool watched = false;         // the idle watch is pending
+    char watch_byte = 0;          // where the idle watch peeks
 };
 
 class upstream_pool {
   public:
-    // An idle connection to `server` that still looks open, or nullptr.
-    // Connections the upstream closed while idle are dropped on the way.
-    std::unique_ptr<upstream_connection> take(const server_state* server);
+    static constexpr auto watch_after = std::chrono::milliseconds(100);
+
+    explicit upstream_pool(boost::asio::io_context& io) : watch_timer_(io) {}
+
+    // An idle connection to `server`, or nullptr. Connections the watch saw
+    // closed are gone already; `verify` also peeks at the socket, for a
+    // close that arrived since the last poll (a request that cannot be
+    // retried on a fresh connection wants that certainty; a retryable one
+    // saves the system call).
+    std::unique_ptr<upstream_connection> take(const server_state* server, bool verify);
 
     // Keeps `conn` for reuse; it must have completed its last exchange.
-    // While it waits, it is watched: the moment the upstream closes it (or
-    // sends anything), it is closed and forgotten, not held in CLOSE_WAIT
-    // until a request or the sweep comes by.
+    // It is watched once it has been idle for watch_after.
     void put(std::unique_ptr<upstream_connection> conn);
 
     // Closes connections idle longer than `max_idle` (and all of them when
@@ -58,6 +76,14 @@ class upstream_pool {
     // The watch of `conn` (in the pool since `round`) saw it readable.
     void on_readable(const server_state* server, const upstream_connection* conn,
                      std::uint64_t round);
+    // Starts the watch of every connection idle for watch_after; runs
+    // again while some are still too fresh.
+    void watch_settled();
+    void arm_watch();
+    void watch(upstream_connection& conn);
+
+    boost::asio::steady_timer watch_timer_;
+    bool watch_armed_ = false;
 
     static constexpr std::size_t max_idle_per_server = 256;
     std::unordered_map<const server_state*, std::vector<std::unique_ptr<upstream_connection>>>

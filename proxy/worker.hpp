@@ -39,6 +39,11 @@ class session_base {
 
 class worker {
   public:
+    // A receive block holds a typical request head (or a response's first
+    // bytes) whole; `spare_blocks` (512 KiB) are kept between uses.
+    static constexpr std::size_t receive_block_size = 16 * 1024;
+    static constexpr std::size_t spare_blocks = 32;
+
     worker(int id, std::shared_ptr<const snapshot> initial);
     ~worker();
     worker(const worker&) = delete;
@@ -73,6 +78,8 @@ class worker {
     const std::shared_ptr<const snapshot>& current() const { return snapshot_; }
     bool draining() const { return draining_; }
     upstream_pool& pool() { return pool_; }
+    // Receive blocks for client and upstream connections (byte_buffer.hpp).
+    block_pool& blocks() { return blocks_; }
     request_id_generator& ids() { return ids_; }
     worker_metrics& metrics() { return metrics_; }
     void log_access(const access_record& r);
@@ -89,12 +96,15 @@ class worker {
     void arm_pool_sweep();
 
     const int id_;
+    // Declared before io_: coroutine frames destroyed with io_ may still
+    // hold buffers that give their blocks back here.
+    block_pool blocks_{receive_block_size, spare_blocks};
     boost::asio::io_context io_{1};
     std::thread thread_;
     std::shared_ptr<const snapshot> snapshot_;
     std::vector<std::shared_ptr<acceptor_slot>> acceptors_;
     std::unordered_set<session_base*> sessions_;
-    upstream_pool pool_;
+    upstream_pool pool_{io_};
     request_id_generator ids_;
     access_log_writer access_log_;
     worker_metrics metrics_; // written by this worker only, read at scrape

@@ -20,7 +20,8 @@ come back to what they were after a warm-up of the same shape.
 
 Two narrower tests: pooled connections to an origin that dies are closed at
 once (the pool watches its idle connections), and the memory a connection
-flood took goes back (xfail, see its reason: it stays with the process).
+flood took goes back (receive blocks are given back between requests and
+pooled per worker, so a flood's blocks do not stay scattered in the heap).
 
 The hanging and resetting origins are Python servers (harness.RawOrigin)
 switched between good and bad; the others are `sluice-bench origin`.
@@ -573,11 +574,6 @@ def test_chaos(env):
     assert proxy.running()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "sluice keeps the memory of a connection flood: after 200 slowloris connections are cut and "
-    "closed, RssAnon stays ~7.5 MiB above its level before (glibc keeps the freed per-connection "
-    "buffers in its arenas; calling malloc_trim(0) in the process from gdb brings it back to "
-    "within ~1 MiB). Issue 11 asks for RSS back to the baseline"))
 def test_memory_taken_by_a_connection_flood_goes_back(env):
     o = env.origin("o")
     asan = dict(os.environ, ASAN_OPTIONS=(os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=0").lstrip(":"))

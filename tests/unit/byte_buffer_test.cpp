@@ -218,3 +218,50 @@ TEST_CASE("the block never holds more than the limit", "[proxy][byte_buffer]") {
         CHECK(b.prepare(16, 16).second == 0);
     }
 }
+
+TEST_CASE("a pooled buffer gives its block back when empty and takes it again",
+          "[proxy][byte_buffer]") {
+    sluice::proxy::block_pool pool(64, 2);
+    byte_buffer b(&pool);
+    CHECK_FALSE(b.holds_block());
+    append(b, "GET / HTTP/1.1\r\n", 64);
+    CHECK(b.holds_block());
+    CHECK(pool.spare() == 0);
+
+    SECTION("not while bytes are buffered") {
+        b.consume(4);
+        b.release_if_empty();
+        CHECK(b.holds_block());
+        CHECK(b.data() == "/ HTTP/1.1\r\n");
+    }
+    SECTION("emptied, the block returns to the pool and is reused") {
+        b.consume(b.size());
+        b.release_if_empty();
+        CHECK_FALSE(b.holds_block());
+        CHECK(pool.spare() == 1);
+        append(b, "next", 64);
+        CHECK(pool.spare() == 0);
+        CHECK(b.data() == "next");
+    }
+    SECTION("a grown block is not pooled; the pool block it replaced is") {
+        const auto big = pattern(100);
+        append(b, big, 256);
+        CHECK(pool.spare() == 1); // the 64-byte block went back when the data moved
+        CHECK(b.data() == "GET / HTTP/1.1\r\n" + big);
+        b.consume(b.size());
+        b.release_if_empty();
+        CHECK(pool.spare() == 1); // the grown block was freed, not pooled
+    }
+}
+
+TEST_CASE("a block pool keeps at most its limit of spare blocks", "[proxy][byte_buffer]") {
+    sluice::proxy::block_pool pool(32, 2);
+    char* a = pool.take();
+    char* b = pool.take();
+    char* c = pool.take();
+    pool.give(a);
+    pool.give(b);
+    pool.give(c); // freed
+    CHECK(pool.spare() == 2);
+    CHECK(pool.take() == b); // last in, first out
+}
