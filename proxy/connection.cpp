@@ -934,7 +934,10 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
             // The interim 100 goes out here, before the sender starts: once
             // it has, this coroutine may write the response to the client,
             // and two writes must never overlap on one stream.
-            if (send_continue && !co_await write_continue(cfg)) {
+            bool client_there = true;
+            if (send_continue)
+                client_there = co_await write_continue(cfg); // (not inside &&: see serve)
+            if (!client_there) {
                 upstream_.reset();
                 error_ = proxy_error::client_closed;
                 co_return false;

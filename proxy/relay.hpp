@@ -50,6 +50,9 @@ struct relay_scratch {
     }
 };
 
+// Reads ask for relay_chunk; once a read has filled all it asked for (a
+// large body streaming in), for relay_buffer_limit, so big transfers take a
+// quarter of the system calls. The block grows to that size only for them.
 inline constexpr std::size_t relay_chunk = 16 * 1024;
 inline constexpr std::size_t relay_buffer_limit = 64 * 1024;
 
@@ -72,6 +75,7 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
     http::chunked_scanner scanner;
     std::uint64_t remaining = length;
     bool done = framing == http::framing::none;
+    std::size_t want = relay_chunk;
     for (;;) {
         // Forward what is buffered (possibly nothing, to send the head).
         std::size_t take = 0;
@@ -149,8 +153,10 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
             co_return r;
         }
         src.expires_after(read_timeout);
-        auto [p, room] = src_buf.prepare(relay_chunk, relay_buffer_limit);
+        auto [p, room] = src_buf.prepare(want, relay_buffer_limit);
         auto [ec, n] = co_await src.async_read_some(net::buffer(p, room), use_tuple);
+        if (n == room)
+            want = relay_buffer_limit;
         if (ec) {
             if (framing == http::framing::until_close && ec == net::error::eof)
                 co_return r;

@@ -90,7 +90,7 @@ class Env:
             s.stop(timeout=10.0)
         for o in self.origins:
             o.stop(timeout=5.0)
-        # A sanitizer report (ThreadSanitizer) on the stderr of any process
+        # A sanitizer report (TSan, ASan, LSan, UBSan) on the stderr of any process
         # the test started fails the test, even if its exit went unnoticed.
         reports = []
         for p in harness.STARTED[self.first_process:]:

@@ -576,9 +576,13 @@ def test_chaos(env):
 
 def test_memory_taken_by_a_connection_flood_goes_back(env):
     o = env.origin("o")
-    asan = dict(os.environ, ASAN_OPTIONS=(os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=0").lstrip(":"))
     proxy = env.sluice(env.config(ROUTES, [harness.upstream("backend", [o])], workers=WORKERS,
-                                  timeouts={"client_header": f"{CLIENT_HEADER:g}s"}), env=asan)
+                                  timeouts={"client_header": f"{CLIENT_HEADER:g}s"}))
+    with open(f"/proc/{proxy.pid}/maps") as f:
+        maps = f.read()
+    if "libasan" in maps or "libtsan" in maps:
+        pytest.skip("a sanitizer's allocator keeps freed memory (shadow, caches); "
+                    "the release build checks the proxy's own allocations")
     for _ in range(2):  # each worker has served a request
         with proxy.client() as c:
             assert c.get("/small").status == 200

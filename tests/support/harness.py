@@ -772,9 +772,12 @@ def run_sluice(sluice_bin, args, env=None, timeout=15.0, cwd=None):
     return p
 
 
-# A ThreadSanitizer report on a process's stderr (with halt_on_error=1 the
-# process then exits 66): the test fails, whatever it asserted.
-SANITIZER_MARKERS = ("WARNING: ThreadSanitizer",)
+# A sanitizer report on a process's stderr fails the test, whatever it
+# asserted: ThreadSanitizer (with halt_on_error=1 the process then exits
+# 66), AddressSanitizer, LeakSanitizer (run when sluice or sluice-bench
+# exits, so every test that stops one checks it for leaks) and UBSan.
+SANITIZER_MARKERS = ("WARNING: ThreadSanitizer", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                     ": runtime error: ")
 
 
 def sanitizer_report(stderr_text, limit=12000):
