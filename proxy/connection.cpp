@@ -14,6 +14,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/asio/write.hpp>
@@ -88,6 +89,17 @@ struct upstream_io {
     }
 };
 
+// Writes that never wait (relay.hpp): on the socket of a plain upstream
+// connection (non-blocking since it connected); TLS connections take none.
+template <typename Buffers>
+std::size_t try_write_now(upstream_io& u, const Buffers& b, boost::system::error_code& ec) {
+    if (u.c.tls) {
+        ec = net::error::would_block;
+        return 0;
+    }
+    return sluice::proxy::try_write_now(u.c.stream, b, ec);
+}
+
 // The body sender's way to the upstream while the exchange reads the same
 // connection with its response timeout: a plain connection is written on
 // its socket (no stream timeout to disturb the exchange's); TLS goes
@@ -102,6 +114,15 @@ struct upstream_sender_io {
         return c.stream.socket().async_write_some(b, std::forward<Token>(t));
     }
 };
+
+template <typename Buffers>
+std::size_t try_write_now(upstream_sender_io& u, const Buffers& b, boost::system::error_code& ec) {
+    if (u.c.tls) {
+        ec = net::error::would_block;
+        return 0;
+    }
+    return sluice::proxy::try_write_now(u.c.stream, b, ec);
+}
 
 // TLS to an HTTPS upstream on a connected `conn`, within `timeout`.
 net::awaitable<boost::system::error_code> upstream_handshake(upstream_connection& conn,
@@ -577,6 +598,9 @@ net::awaitable<bool> client_session<Stream>::await_request(const config::config&
         // is usually there); if nothing has come, give the receive block
         // back and wait for readability, so an idle connection holds none.
         auto& socket = lowest().socket();
+        // The response usually went out without waiting: let the event loop
+        // run once first, so the client has a chance to send again.
+        co_await net::post(stream_.get_executor(), net::use_awaitable);
         for (;;) {
             auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(cfg));
             boost::system::error_code ec;
@@ -747,6 +771,8 @@ client_session<Stream>::connect_upstream(const upstream_entry& up, std::vector<i
         }
         if (!ec)
             conn->stream.socket().set_option(tcp::no_delay(true), ec);
+        if (!ec)
+            conn->stream.socket().non_blocking(true, ec); // for try_write_now
         if (!ec && up.tls)
             ec = co_await upstream_handshake(*conn, *up.tls, up.connect_timeout);
         if (!ec) {
@@ -919,10 +945,16 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
                 }
                 co_return co_await send_error(client_error, false);
             }
-            failure =
-                sent == relay_outcome::complete
-                    ? co_await read_final_response_head(*upstream_, up.response_timeout, any_byte)
-                    : proxy_error::upstream_reset; // the upstream stopped taking the request
+            if (sent == relay_outcome::complete) {
+                // The request usually went out without waiting: let the event
+                // loop run once before reading, so the answer has a chance to
+                // arrive (a read right now finds nothing: a wasted system call).
+                co_await net::post(stream_.get_executor(), net::use_awaitable);
+                failure =
+                    co_await read_final_response_head(*upstream_, up.response_timeout, any_byte);
+            } else {
+                failure = proxy_error::upstream_reset; // the upstream stopped taking the request
+            }
         } else {
             // Stream the body from a sibling coroutine while this one waits
             // for the response head: an upstream may answer (413, 401)

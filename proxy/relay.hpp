@@ -14,6 +14,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 
 #include <chrono>
 #include <string_view>
@@ -49,6 +50,37 @@ struct relay_scratch {
         buffers.swap(other.buffers);
     }
 };
+
+// A write that never waits, for destinations that offer one: a plain
+// socket in non-blocking mode takes what it can now. Other destinations
+// (TLS) take nothing here and are written asynchronously. Overloads for the
+// exchange's own stream adapters live beside them (found by ADL).
+template <typename Stream, typename Buffers>
+std::size_t try_write_now(Stream&, const Buffers&, boost::system::error_code& ec) {
+    ec = boost::asio::error::would_block;
+    return 0;
+}
+template <typename Buffers>
+std::size_t try_write_now(boost::beast::tcp_stream& s, const Buffers& b,
+                          boost::system::error_code& ec) {
+    if (!s.socket().non_blocking()) {
+        ec = boost::asio::error::would_block;
+        return 0;
+    }
+    return s.socket().send(b, 0, ec);
+}
+
+// Drops the first `n` bytes of `b`.
+inline void drop_front(std::vector<boost::asio::const_buffer>& b, std::size_t n) {
+    std::size_t whole = 0;
+    while (whole < b.size() && n >= b[whole].size()) {
+        n -= b[whole].size();
+        ++whole;
+    }
+    b.erase(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(whole));
+    if (n > 0 && !b.empty())
+        b.front() += n;
+}
 
 // Reads ask for relay_chunk; once a read has filled all it asked for (a
 // large body streaming in), for relay_buffer_limit, so big transfers take a
@@ -133,13 +165,24 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
             r.outcome = relay_outcome::read_failed;
             co_return r;
         }
-        if (net::buffer_size(scratch.buffers) > 0) {
-            if constexpr (requires { dst.expires_after(write_timeout); })
-                dst.expires_after(write_timeout);
-            auto [ec, n] = co_await net::async_write(dst, scratch.buffers, use_tuple);
-            if (ec) {
+        if (const auto total = net::buffer_size(scratch.buffers); total > 0) {
+            // Most writes go out whole at once: try that first, and wait
+            // (with the write timeout) only for what the socket did not take.
+            boost::system::error_code ec;
+            const auto sent = try_write_now(dst, scratch.buffers, ec);
+            if (ec && ec != net::error::would_block) {
                 r.outcome = relay_outcome::write_failed;
                 co_return r;
+            }
+            if (sent < total) {
+                drop_front(scratch.buffers, sent);
+                if constexpr (requires { dst.expires_after(write_timeout); })
+                    dst.expires_after(write_timeout);
+                auto [wec, n] = co_await net::async_write(dst, scratch.buffers, use_tuple);
+                if (wec) {
+                    r.outcome = relay_outcome::write_failed;
+                    co_return r;
+                }
             }
             r.head_written = true;
         }
