@@ -242,7 +242,7 @@ template <typename Stream> class client_session final : public session_base {
                 if (self->draining())
                     break;
                 // (A co_await apart from any && or ||: GCC 12 miscompiles those.)
-                const bool arrived = co_await self->await_request(self->worker_.current()->cfg);
+                const bool arrived = co_await self->await_request();
                 if (!arrived)
                     break;
             }
@@ -284,8 +284,10 @@ template <typename Stream> class client_session final : public session_base {
     // Serves one request; returns whether the connection stays open.
     net::awaitable<bool> serve_one();
     // Waits (up to client_idle) for the first bytes of the next request and
-    // reads them into in_; false when the connection is to close.
-    net::awaitable<bool> await_request(const config::config& cfg);
+    // reads them into in_; false when the connection is to close. Reads the
+    // current snapshot's settings afresh after every wait (a reload may
+    // have freed the one current before it).
+    net::awaitable<bool> await_request();
     // Gives back what only a request in progress needs (the receive block,
     // head and scratch capacity): an idle connection keeps its session and
     // socket only. Called when the next request is not there yet, so a busy
@@ -580,10 +582,10 @@ net::awaitable<bool> client_session<Stream>::send_error(proxy_error e, bool keep
     co_return kept;
 }
 
-template <typename Stream>
-net::awaitable<bool> client_session<Stream>::await_request(const config::config& cfg) {
+template <typename Stream> net::awaitable<bool> client_session<Stream>::await_request() {
     if constexpr (is_tls) {
         // TLS may hold decrypted bytes the socket no longer shows: read.
+        const auto& cfg = worker_.current()->cfg; // (not used after the wait)
         idle_ = true;
         lowest().expires_after(cfg.timeouts.client_idle);
         auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(cfg));
@@ -602,6 +604,7 @@ net::awaitable<bool> client_session<Stream>::await_request(const config::config&
         // run once first, so the client has a chance to send again.
         co_await net::post(stream_.get_executor(), net::use_awaitable);
         for (;;) {
+            const auto& cfg = worker_.current()->cfg; // (not used after the wait)
             auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(cfg));
             boost::system::error_code ec;
             const auto n = socket.receive(net::buffer(p, room), 0, ec); // non-blocking
