@@ -32,6 +32,9 @@ namespace {
 
 constexpr std::size_t read_chunk = 16 * 1024;
 constexpr std::size_t max_response_head = 64 * 1024;
+// What a forwarded head may add to the one received (X-Forwarded-*, the
+// request ID, Connection): reserved up front.
+constexpr std::size_t head_headroom = 256;
 constexpr auto linger_time = std::chrono::seconds(1);
 constexpr std::size_t linger_bytes = 64 * 1024;
 
@@ -56,6 +59,24 @@ std::pair<std::array<std::uint8_t, 16>, bool> address_bytes(const net::ip::addre
     const auto v6 = a.to_v6().to_bytes();
     std::copy(v6.begin(), v6.end(), out.begin());
     return {out, true};
+}
+
+// Dotted-quad text of the IPv4 address in b[0..3] (what inet_ntop writes,
+// without its printf: once per connection).
+std::string ipv4_text(const std::array<std::uint8_t, 16>& b) {
+    char text[16];
+    char* p = text;
+    for (int i = 0; i < 4; ++i) {
+        if (i > 0)
+            *p++ = '.';
+        const unsigned v = b[static_cast<std::size_t>(i)];
+        if (v >= 100)
+            *p++ = static_cast<char>('0' + v / 100);
+        if (v >= 10)
+            *p++ = static_cast<char>('0' + v / 10 % 10);
+        *p++ = static_cast<char>('0' + v % 10);
+    }
+    return std::string(text, p);
 }
 
 // The TCP socket under a tunnel end.
@@ -205,11 +226,8 @@ template <typename Stream> class client_session final : public session_base {
         boost::system::error_code ec;
         const auto peer = lowest().socket().remote_endpoint(ec);
         if (!ec) {
-            client_ip_ = peer.address().is_v6() && peer.address().to_v6().is_v4_mapped()
-                             ? net::ip::make_address_v4(net::ip::v4_mapped, peer.address().to_v6())
-                                   .to_string()
-                             : peer.address().to_string();
             const auto [bytes, v6] = address_bytes(peer.address());
+            client_ip_ = v6 ? peer.address().to_string() : ipv4_text(bytes);
             for (const auto& cidr : worker_.current()->cfg.forwarded.trusted_proxies)
                 peer_trusted_ = peer_trusted_ || cidr_contains(cidr, bytes, v6);
         }
@@ -872,6 +890,7 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
     // request_head so a retry can resend it.
     auto& request_head = request_head_;
     request_head.clear();
+    request_head.reserve(req_.head_size + head_headroom); // one allocation, not a series
     {
         forward_facts facts;
         facts.client_ip = client_ip_;
@@ -1063,6 +1082,7 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
     facts.keep_alive = keep_alive;
     facts.client_http10 = client_http10;
     head_out_.clear();
+    head_out_.reserve(resp_.head_size + head_headroom);
     build_client_response(resp_, facts, head_out_);
     const bool upstream_keep_alive = resp_.keep_alive();
     const auto response_length = resp_.content_length;

@@ -262,6 +262,8 @@ bool iequals(std::string_view a, std::string_view b) {
 void message_head::clear() {
     auto keep = std::move(fields);
     keep.clear();
+    // Room for a typical head at once, rather than growing 1, 2, 4, 8, 16.
+    keep.reserve(typical_fields);
     *this = message_head{};
     fields = std::move(keep);
 }

@@ -60,6 +60,7 @@ struct message_head {
 
     int version_minor = 1;     // HTTP/1.<version_minor>
     std::vector<field> fields; // in received order; capacity is reused across messages
+    static constexpr std::size_t typical_fields = 16; // reserved by clear()
 
     framing body = framing::none;
     std::uint64_t content_length = 0;
