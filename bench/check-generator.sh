@@ -29,6 +29,9 @@ EOF
 }
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+script_name=check-generator
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$repo/bench/lib.sh"
 bench_bin=${SLUICE_BENCH:-$repo/build/release/bench/sluice-bench}
 wrk_bin=${WRK:-$(command -v wrk || true)}
 target_cpu=${TARGET_CPU:-0}
@@ -61,31 +64,11 @@ for tool in "$bench_bin" "$wrk_bin" "$(command -v taskset || true)" "$(command -
   [[ -n $tool && -x $tool ]] || { echo "check-generator: missing ${tool:-a tool} (wrk, taskset, python3, sluice-bench)" >&2; exit 2; }
 done
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/sluice-checkgen.XXXXXX")
-origin_pid=""
-# shellcheck disable=SC2317 # run by the EXIT trap
-cleanup() {
-  if [[ -n $origin_pid ]]; then
-    kill -TERM "$origin_pid" 2>/dev/null || true
-    wait "$origin_pid" 2>/dev/null || true
-  fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'echo "check-generator: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
+start_run
 
 if [[ -z $url ]]; then
-  taskset -c "$target_cpu" "$bench_bin" origin --listen 127.0.0.1:0 >"$tmp/origin.out" 2>"$tmp/origin.err" </dev/null &
-  origin_pid=$!
-  port=""
-  for ((i = 0; i < 200; i++)); do
-    port=$(sed -n 's/.*"address":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$tmp/origin.out")
-    [[ -n $port ]] && break
-    kill -0 "$origin_pid" 2>/dev/null || break
-    sleep 0.05
-  done
+  spawn origin taskset -c "$target_cpu" "$bench_bin" origin --listen 127.0.0.1:0
+  port=$(listening_port origin "$started_pid")
   [[ -n $port ]] || { echo "check-generator: the origin did not start: $(cat "$tmp/origin.err")" >&2; exit 1; }
   url="http://127.0.0.1:$port/small"
 fi

@@ -48,6 +48,10 @@ EOF
 }
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+script_name=compare
+need_hint="bash deploy/install-deps.sh installs the benchmark packages"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$repo/bench/lib.sh"
 PATH="$PATH:/usr/sbin:/sbin" # haproxy and nginx live there; not every user's PATH has it
 report_py="$repo/bench/compare_report.py"
 
@@ -67,12 +71,6 @@ keep_tmp=0
 scenarios_given=0
 warmup="1s"
 original_args=("$@")
-
-die_usage() {
-  echo "compare: $*" >&2
-  echo "run bench/compare.sh --help for usage" >&2
-  exit 2
-}
 
 while (($# > 0)); do
   case "$1" in
@@ -150,12 +148,6 @@ caddy_bin=${CADDY:-$(command -v caddy || true)}
 proxy_cpu=${PROXY_CPU:-0}
 client_cpu=${CLIENT_CPU:-1}
 
-need() { # need NAME PATH
-  [[ -n $2 && -x $2 ]] || {
-    echo "compare: $1 not found${2:+ at $2} (bash deploy/install-deps.sh installs the benchmark packages)" >&2
-    exit 2
-  }
-}
 need sluice-bench "$bench_bin"
 need curl "$(command -v curl || true)"
 need taskset "$(command -v taskset || true)"
@@ -178,7 +170,7 @@ fi
 
 # 10,000 idle connections need well over 10,000 descriptors in the proxy and
 # the idle client: raise the soft limit as far as the hard one allows.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+raise_nofile
 nofile=$(ulimit -n)
 # HAProxy refuses to start unless two descriptors per connection fit: keep
 # the idle count within that for every proxy alike, and say so.
@@ -189,42 +181,11 @@ if [[ ,$scenarios, == *,6,* ]] && ((idle_connections > idle_fit)); then
   idle_connections=$idle_fit
 fi
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/sluice-compare.XXXXXX")
+start_run
 results="$tmp/results.jsonl"
-started_pids=()
 
-log() { printf 'compare: %s\n' "$*" >&2; }
-
-# Stops one process: SIGTERM, SIGKILL after 10 s, then reaps it.
-stop_pid() {
-  local pid=$1 i
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 200; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-  local pid
-  for pid in "${started_pids[@]}"; do
-    stop_pid "$pid"
-  done
-  if ((keep_tmp)); then
-    log "kept $tmp"
-  else
-    rm -rf "$tmp"
-  fi
-}
-trap cleanup EXIT
-trap 'echo "compare: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# start NAME CPU ENV... -- COMMAND...: starts COMMAND pinned to CPU with
-# stdout/stderr in $tmp/NAME.out/.err; sets started_pid.
+# start NAME CPU ENV... -- COMMAND...: spawns COMMAND pinned to CPU with the
+# environment ENV; stdout/stderr in $tmp/NAME.out/.err; sets started_pid.
 start() {
   local name=$1 cpu=$2
   shift 2
@@ -234,45 +195,7 @@ start() {
     shift
   done
   shift
-  env "${envs[@]}" taskset -c "$cpu" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" </dev/null &
-  started_pid=$!
-  started_pids+=("$started_pid")
-}
-
-# Forgets a stopped pid so cleanup does not signal a recycled one.
-forget_pid() {
-  local pid=$1 kept=() p
-  for p in "${started_pids[@]}"; do
-    [[ $p == "$pid" ]] || kept+=("$p")
-  done
-  started_pids=("${kept[@]}")
-}
-
-stop_started() {
-  stop_pid "$1"
-  forget_pid "$1"
-}
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-# The process and its children (nginx: master and worker).
-tree_pids() {
-  local pid=$1
-  echo "$pid"
-  pgrep -P "$pid" || true
-}
-
-# utime + stime of the process tree, in clock ticks.
-cpu_ticks() {
-  local total=0 pid t
-  for pid in $(tree_pids "$1"); do
-    # Fields after "pid (comm) ": utime and stime are the 12th and 13th.
-    t=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }') || t=0
-    total=$((total + ${t:-0}))
-  done
-  echo "$total"
+  spawn "$name" env "${envs[@]}" taskset -c "$cpu" "$@"
 }
 
 # Sum of a /proc/PID/status field (VmRSS, VmHWM) over the tree, in KiB.
@@ -294,22 +217,6 @@ reset_hwm() {
 }
 
 record() { python3 "$report_py" record "$results" "$@"; }
-
-http_code() { # URL: the status code of a GET, 000 when nothing answered
-  curl -sk -o /dev/null -w '%{http_code}' --max-time 2 "$1" 2>/dev/null || true
-}
-
-# wait_ready PID URL: until URL answers 200 (true), or the process died or
-# 15 s passed (false).
-wait_ready() {
-  local pid=$1 url=$2 deadline=$((SECONDS + 15))
-  while ((SECONDS < deadline)); do
-    kill -0 "$pid" 2>/dev/null || return 1
-    [[ $(http_code "$url") == 200 ]] && return 0
-    sleep 0.05
-  done
-  return 1
-}
 
 # ---------------------------------------------------------------------------
 # Certificates and the origin
@@ -349,13 +256,7 @@ origin_port2=""
 # choosing; prints that port (empty when it did not report one).
 bench_origin() {
   start "$1" "$client_cpu" -- "$bench_bin" origin --listen 127.0.0.1:0 --name "$1"
-  local i port=""
-  for ((i = 0; i < 200; i++)); do
-    port=$(sed -n 's/.*"address":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$tmp/$1.out")
-    [[ -n $port ]] && break
-    sleep 0.05
-  done
-  echo "$port"
+  listening_port "$1" "$started_pid"
 }
 
 start_origin() {
@@ -434,35 +335,9 @@ admin_port() {
 }
 
 write_sluice() {
-  local port=$1 tls=$2 dir=$3 tls_block="" servers="" p
-  if [[ $tls != none ]]; then
-    tls_block="    tls:
-      certificates:
-        - cert_file: \"$tmp/$tls.crt\"
-          key_file: \"$tmp/$tls.key\""
-  fi
-  for p in $server_ports; do
-    servers+="      - address: \"127.0.0.1:$p\"
-"
-  done
-  cat >"$dir/sluice.yaml" <<EOF
-workers: 1
-listeners:
-  - name: bench
-    bind: "127.0.0.1:$port"
-$tls_block
-    routes:
-      - match: { path_prefix: "/" }
-        upstream: origin
-upstreams:
-  - name: origin
-    servers:
-$servers
-access_log: { enabled: false }
-timeouts: { shutdown_grace: "1s" }
-admin: { bind: "127.0.0.1:$(admin_port "$dir")" }
-EOF
-  sed -i '/^$/d' "$dir/sluice.yaml"
+  local port=$1 tls=$2 dir=$3 cert="" key=""
+  [[ $tls == none ]] || cert=$tmp/$tls.crt key=$tmp/$tls.key
+  write_sluice_config "$dir/sluice.yaml" "$port" "$(admin_port "$dir")" "$server_ports" "$cert" "$key"
   echo "$sluice_bin --config $dir/sluice.yaml --log-level warn"
 }
 

@@ -9,6 +9,9 @@
 #   flock /tmp/sluice-build.lock bench/metrics-overhead.sh [--duration 10s] [--rounds 5]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+script_name=metrics-overhead
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source bench/lib.sh
 
 duration=10s
 rounds=5
@@ -33,55 +36,21 @@ ncpu=$(nproc)
 proxy_cpu=0
 client_cpu=$((ncpu > 1 ? 1 : 0))
 
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+start_run
 origin_port=$(free_port)
 listen_port=$(free_port)
 admin_port=$(free_port)
 
-taskset -c "$client_cpu" "$bench" origin --listen "127.0.0.1:$origin_port" --threads 1 >/dev/null 2>&1 &
-pids+=($!)
-
-cat >"$tmp/sluice.yaml" <<EOF
-workers: 1
-listeners:
-  - name: public
-    bind: "127.0.0.1:$listen_port"
-    routes:
-      - match: { path_prefix: "/" }
-        upstream: origin
-upstreams:
-  - name: origin
-    servers: [{ address: "127.0.0.1:$origin_port" }]
-access_log: { enabled: false }
-admin: { bind: "127.0.0.1:$admin_port" }
-EOF
-
-wait_ready() { # PORT PATH
-  local deadline=$((SECONDS + 10))
-  until curl -fs -o /dev/null "http://127.0.0.1:$1$2"; do
-    ((SECONDS < deadline)) || { echo "metrics-overhead: nothing answers on :$1" >&2; exit 1; }
-    sleep 0.05
-  done
-}
-wait_ready "$origin_port" /small
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+spawn origin taskset -c "$client_cpu" "$bench" origin --listen "127.0.0.1:$origin_port" --threads 1
+write_sluice_config "$tmp/sluice.yaml" "$listen_port" "$admin_port" "$origin_port"
+wait_ready "$started_pid" "http://127.0.0.1:$origin_port/small" || { log "the origin does not answer"; exit 1; }
 
 run() { # MODE (on|off): one sluice run; prints "req/s cpu_us_per_req"
   local mode=$1 env=() pid before after
   [[ $mode == off ]] && env=(SLUICE_BENCH_NO_METRICS=1)
-  env "${env[@]}" taskset -c "$proxy_cpu" "$sluice" --config "$tmp/sluice.yaml" >/dev/null 2>&1 &
-  pid=$!
-  wait_ready "$admin_port" /ready
+  spawn "sluice-$mode" env "${env[@]}" taskset -c "$proxy_cpu" "$sluice" --config "$tmp/sluice.yaml"
+  pid=$started_pid
+  wait_ready "$pid" "http://127.0.0.1:$admin_port/ready" || { log "sluice does not answer"; exit 1; }
   taskset -c "$client_cpu" "$bench" load "http://127.0.0.1:$listen_port/small" --threads 1 \
     --connections "$connections" --duration 2s >/dev/null 2>&1 || true
   before=$(cpu_ticks "$pid")
@@ -89,8 +58,7 @@ run() { # MODE (on|off): one sluice run; prints "req/s cpu_us_per_req"
     --threads 1 --connections "$connections" --duration "$duration" --json "$tmp/load.json" \
     >/dev/null 2>&1
   after=$(cpu_ticks "$pid")
-  kill "$pid"
-  wait "$pid" 2>/dev/null || true
+  stop_started "$pid"
   python3 - "$tmp/load.json" $((after - before)) "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 doc = json.load(open(sys.argv[1]))

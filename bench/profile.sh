@@ -25,6 +25,10 @@ EOF
 }
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+script_name=profile
+need_hint="Debian: valgrind, strace, linux-perf, curl"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$repo/bench/lib.sh"
 sluice_bin=${SLUICE_BIN:-$repo/build/release/proxy/sluice}
 bench_bin=${SLUICE_BENCH:-$repo/build/release/bench/sluice-bench}
 proxy_cpu=${PROXY_CPU:-0}
@@ -42,67 +46,41 @@ while (($# > 0)); do
   esac
   shift
 done
-for tool in valgrind callgrind_annotate strace perf taskset; do
-  command -v "$tool" >/dev/null || { echo "profile: $tool not found" >&2; exit 2; }
+for tool in valgrind callgrind_annotate strace perf taskset curl; do
+  need "$tool" "$(command -v "$tool" || true)"
 done
 [[ -x $sluice_bin && -x $bench_bin ]] || { echo "profile: build first (make build)" >&2; exit 2; }
 
-tmp=$(mktemp -d /tmp/sluice-profile.XXXXXX)
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  if ((keep_tmp)); then echo "profile: kept $tmp" >&2; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+start_run
 origin_port=$(free_port)
 port=$(free_port)
 admin=$(free_port)
-cat >"$tmp/sluice.yaml" <<EOF
-workers: 1
-listeners:
-  - name: bench
-    bind: "127.0.0.1:$port"
-    routes:
-      - match: { path_prefix: "/" }
-        upstream: origin
-upstreams:
-  - name: origin
-    servers:
-      - address: "127.0.0.1:$origin_port"
-access_log: { enabled: false }
-timeouts: { shutdown_grace: "1s" }
-admin: { bind: "127.0.0.1:$admin" }
-EOF
+write_sluice_config "$tmp/sluice.yaml" "$port" "$admin" "$origin_port"
 
-taskset -c "$client_cpu" "$bench_bin" origin --listen "127.0.0.1:$origin_port" --name o \
-  >"$tmp/origin.out" 2>&1 &
-pids+=($!)
+spawn origin taskset -c "$client_cpu" "$bench_bin" origin --listen "127.0.0.1:$origin_port" --name o
 url="http://127.0.0.1:$port$path"
 
-wait_ready() { # PID
-  local i
-  for i in $(seq 150); do
-    kill -0 "$1" 2>/dev/null || return 1
-    "$bench_bin" probe "$url" --timeout 1s >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  return 1
-}
 load() { # JSON ARGS...
   local json=$1
   shift
   taskset -c "$client_cpu" "$bench_bin" load "$url" --threads 1 --json "$json" "$@" >/dev/null
 }
 requests_in() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['requests'])" "$1"; }
-stop() { # PID
-  kill -TERM "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
+
+# start_sluice NAME CONNECTIONS [WRAPPER...]: sluice pinned to PROXY_CPU (run
+# by WRAPPER, e.g. valgrind, when given), output in $tmp/NAME.out/.err, once
+# it answers (30 s at most: valgrind starts slowly) warmed up for 1 s with
+# CONNECTIONS connections; sets spid.
+start_sluice() {
+  local name=$1 connections=$2
+  shift 2
+  spawn "$name" taskset -c "$proxy_cpu" "$@" "$sluice_bin" --config "$tmp/sluice.yaml" --log-level warn
+  spid=$started_pid
+  if ! wait_ready "$spid" "$url" 30; then
+    log "$name did not start: $(tail -n 3 "$tmp/$name.err" | tr '\n' ' ')"
+    exit 1
+  fi
+  load "$tmp/warm.json" --connections "$connections" --duration 1s
 }
 
 echo "## Profile: keep-alive \`GET $path\`, one worker"
@@ -111,18 +89,13 @@ echo "sluice $("$sluice_bin" --version 2>/dev/null | head -1), commit $(git -C "
 echo
 
 if [[ -z $only || $only == instructions ]]; then
-  taskset -c "$proxy_cpu" valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" \
-    "$sluice_bin" --config "$tmp/sluice.yaml" --log-level warn 2>"$tmp/valgrind.err" &
-  spid=$!
-  pids+=("$spid")
-  wait_ready "$spid" || { echo "profile: sluice under callgrind did not start" >&2; exit 1; }
-  load "$tmp/warm.json" --connections 10 --duration 1s
+  start_sluice sluice-callgrind 10 valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out"
   callgrind_control -z "$spid" >/dev/null
   load "$tmp/cg.json" --connections 10 --duration 5s
   callgrind_control -d "$spid" >/dev/null
-  stop "$spid"
+  stop_started "$spid"
   n=$(requests_in "$tmp/cg.json")
-  dump=$(ls "$tmp"/cg.out.* | sort | head -1)
+  dump=$(printf '%s\n' "$tmp"/cg.out.* | sort | head -1)
   total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
   echo "### User-space instructions per request (callgrind)"
   echo
@@ -134,6 +107,7 @@ if [[ -z $only || $only == instructions ]]; then
   echo
   echo "| share | function |"
   echo "| ---: | --- |"
+  # shellcheck disable=SC2016 # the single quotes hold a Python program
   callgrind_annotate --threshold=100 --auto=no "$dump" 2>/dev/null |
     awk '/^ *[0-9,]+ \( *[0-9.]+%\)/ && !/PROGRAM TOTALS/' |
     python3 -c '
@@ -160,18 +134,14 @@ for share, fn in rows[:15]:
 fi
 
 if [[ -z $only || $only == syscalls ]]; then
-  taskset -c "$proxy_cpu" "$sluice_bin" --config "$tmp/sluice.yaml" --log-level warn &
-  spid=$!
-  pids+=("$spid")
-  wait_ready "$spid" || { echo "profile: sluice did not start" >&2; exit 1; }
-  load "$tmp/warm.json" --connections 50 --duration 1s
+  start_sluice sluice-strace 50
   timeout 6 strace -c -f -p "$spid" -o "$tmp/strace.txt" &
   tpid=$!
   sleep 0.5
   load "$tmp/strace.json" --connections 50 --duration 2s
   kill -INT "$tpid" 2>/dev/null || true
   wait "$tpid" 2>/dev/null || true
-  stop "$spid"
+  stop_started "$spid"
   n=$(requests_in "$tmp/strace.json")
   echo "### System calls per request (strace -c, 50 connections)"
   echo
@@ -185,16 +155,12 @@ if [[ -z $only || $only == syscalls ]]; then
 fi
 
 if [[ -z $only || $only == perf ]]; then
-  taskset -c "$proxy_cpu" "$sluice_bin" --config "$tmp/sluice.yaml" --log-level warn &
-  spid=$!
-  pids+=("$spid")
-  wait_ready "$spid" || { echo "profile: sluice did not start" >&2; exit 1; }
-  load "$tmp/warm.json" --connections 50 --duration 1s
+  start_sluice sluice-perf 50
   perf record -e cpu-clock -F 2999 -g -p "$spid" -o "$tmp/perf.data" -- sleep 4 2>"$tmp/perf.err" &
   ppid=$!
   load "$tmp/perf.json" --connections 50 --duration 5s
   wait "$ppid" || true
-  stop "$spid"
+  stop_started "$spid"
   echo "### Where the time goes (perf, cpu-clock, 50 connections)"
   echo
   echo "Samples folded by the innermost frame that names a known area (kernel paths by the"

@@ -45,6 +45,10 @@ EOF
 }
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+script_name=soak
+need_hint="build first: cmake --build --preset release"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$repo/bench/lib.sh"
 report_py="$repo/bench/soak_report.py"
 
 duration="30m"
@@ -62,12 +66,6 @@ out_dir=""
 smoke=0
 keep_tmp=0
 original_args=("$@")
-
-die_usage() {
-  echo "soak: $*" >&2
-  echo "run bench/soak.sh --help for usage" >&2
-  exit 2
-}
 
 while (($# > 0)); do
   case "$1" in
@@ -154,12 +152,6 @@ fi
 
 sluice_bin=${SLUICE_BIN:-$repo/build/release/proxy/sluice}
 bench_bin=${SLUICE_BENCH:-$repo/build/release/bench/sluice-bench}
-need() { # need NAME PATH
-  [[ -n $2 && -x $2 ]] || {
-    echo "soak: $1 not found${2:+ at $2} (build first: cmake --build --preset release)" >&2
-    exit 2
-  }
-}
 need sluice "$sluice_bin"
 need sluice-bench "$bench_bin"
 need curl "$(command -v curl || true)"
@@ -170,7 +162,7 @@ need python3 "$(command -v python3 || true)"
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=0"
 
 # The idle bursts need a descriptor each in sluice and in the idle client.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+raise_nofile
 if (($(ulimit -n) < idle_connections + 1000)); then
   echo "soak: descriptor limit $(ulimit -n) is too low for $idle_connections idle connections" >&2
   exit 2
@@ -185,77 +177,7 @@ fi
 raw="$out_dir/raw"
 mkdir -p "$raw"
 rm -f "$raw"/* "$out_dir"/{samples.csv,segments.csv,reloads.csv,events.csv,meta.json,report.html,summary.md}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/sluice-soak.XXXXXX")
-started_pids=()
-
-log() { printf 'soak: %s\n' "$*" >&2; }
-
-# Stops one process: SIGTERM, SIGKILL after 10 s, then reaps it.
-stop_pid() {
-  local pid=$1 i
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 200; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-  local pid
-  for pid in "${started_pids[@]}"; do
-    stop_pid "$pid"
-  done
-  if ((keep_tmp)); then
-    log "kept $tmp"
-  else
-    rm -rf "$tmp"
-  fi
-}
-trap cleanup EXIT
-trap 'echo "soak: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# start NAME COMMAND...: starts COMMAND in the background with stdout/stderr
-# in $tmp/NAME.out/.err; sets started_pid.
-start() {
-  local name=$1
-  shift
-  "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" </dev/null &
-  started_pid=$!
-  started_pids+=("$started_pid")
-}
-
-# Forgets a stopped pid so cleanup does not signal a recycled one.
-forget_pid() {
-  local pid=$1 kept=() p
-  for p in "${started_pids[@]}"; do
-    [[ $p == "$pid" ]] || kept+=("$p")
-  done
-  started_pids=("${kept[@]}")
-}
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-http_code() { # URL: the status code of a GET, 000 when nothing answered
-  curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1" 2>/dev/null || true
-}
-
-# wait_ready PID URL: until URL answers 200 (true), or the process died or
-# 15 s passed (false).
-wait_ready() {
-  local pid=$1 url=$2 deadline=$((SECONDS + 15))
-  while ((SECONDS < deadline)); do
-    kill -0 "$pid" 2>/dev/null || return 1
-    [[ $(http_code "$url") == 200 ]] && return 0
-    sleep 0.05
-  done
-  return 1
-}
+start_run
 
 # ---------------------------------------------------------------------------
 # Clock: el_ms is the time since the start of the run, set by tick.
@@ -280,16 +202,11 @@ origin_names=(A B C)
 # start_origin NAME [PORT]: on a free port of its choosing, or on PORT
 # (a restart). Sets origin_pid and origin_port; false when it did not start.
 start_origin() {
-  local name=$1 listen="127.0.0.1:${2:-0}" i port="" label
+  local name=$1 listen="127.0.0.1:${2:-0}" port label
   label="origin-$name-$(secs "$el_ms")"
-  start "$label" "$bench_bin" origin --listen "$listen" --name "origin-$name"
+  spawn "$label" "$bench_bin" origin --listen "$listen" --name "origin-$name"
   origin_pid[$name]=$started_pid
-  for ((i = 0; i < 200; i++)); do
-    port=$(sed -n 's/.*"address":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$tmp/$label.out")
-    [[ -n $port ]] && break
-    kill -0 "$started_pid" 2>/dev/null || break
-    sleep 0.05
-  done
+  port=$(listening_port "$label" "$started_pid")
   if [[ -z $port ]] || ! wait_ready "$started_pid" "http://127.0.0.1:$port/small"; then
     log "origin $name did not start on $listen: $(tail -n 3 "$tmp/$label.err" | tr '\n' ' ')"
     return 1
@@ -367,7 +284,7 @@ if ! "$sluice_bin" --check --config "$config" >"$tmp/check.out" 2>&1; then
   cat "$tmp/check.out" >&2
   exit 1
 fi
-start sluice "$sluice_bin" --config "$config"
+spawn sluice "$sluice_bin" --config "$config"
 sluice_pid=$started_pid
 if ! wait_ready "$sluice_pid" "$admin/ready"; then
   log "sluice did not start: $(tail -n 5 "$tmp/sluice.err" "$tmp/sluice.out" | tr '\n' ' ')"
@@ -517,7 +434,7 @@ start_segment() { # KIND ORIGIN_DOWN END_MS
   for l in "${loads[@]}"; do
     IFS='|' read -r name path args _ <<<"$l"
     # shellcheck disable=SC2086 # args is a list of options
-    start "seg$seg-$name" "$bench_bin" load "$proxy$path" $args --threads 1 --timeout 5s \
+    spawn "seg$seg-$name" "$bench_bin" load "$proxy$path" $args --threads 1 --timeout 5s \
       --duration "${len}ms" --json "$raw/seg$seg-$name.json"
     seg_pids+=("$started_pid")
   done
@@ -535,8 +452,7 @@ finish_segment() {
     if kill -0 "$pid" 2>/dev/null; then
       log "a load of segment $seg did not stop by itself: stopped"
     fi
-    stop_pid "$pid"
-    forget_pid "$pid"
+    stop_started "$pid"
   done
   seg_pids=()
   tick
@@ -553,7 +469,7 @@ hostile_k=0
 start_idle_burst() {
   idle_k=$((idle_k + 1))
   tick
-  start "idle$idle_k" "$bench_bin" idle "$proxy/ping" --connections "$idle_connections" \
+  spawn "idle$idle_k" "$bench_bin" idle "$proxy/ping" --connections "$idle_connections" \
     --hold "${idle_hold_ms}ms" --timeout 20s
   helper_pids+=("$started_pid")
   # The JSON lines go to raw/; the copy is made when it has ended.
@@ -563,7 +479,7 @@ start_idle_burst() {
 start_hostile() {
   hostile_k=$((hostile_k + 1))
   tick
-  start "hostile$hostile_k" timeout 30 python3 "$report_py" hostile --port "$listen_port" \
+  spawn "hostile$hostile_k" timeout 30 python3 "$report_py" hostile --port "$listen_port" \
     --slowloris 20 --out "$raw/hostile$hostile_k.json"
   helper_pids+=("$started_pid")
   event "$el_ms" "$el_ms" hostile "$hostile_k"
@@ -591,8 +507,7 @@ wait_helpers() { # at most 40 s: every helper has its own time limit
   done
   for pid in "${helper_pids[@]}"; do
     log "helper $pid did not stop by itself: stopped"
-    stop_pid "$pid"
-    forget_pid "$pid"
+    stop_started "$pid"
   done
   helper_pids=()
 }
@@ -758,7 +673,7 @@ if [[ -z $aborted ]]; then
   tick
   event "$duration_ms" "$el_ms" quiet "end census"
 else
-  for pid in "${seg_pids[@]}" "${helper_pids[@]}"; do stop_pid "$pid"; forget_pid "$pid"; done
+  for pid in "${seg_pids[@]}" "${helper_pids[@]}"; do stop_started "$pid"; done
   echo "$aborted" >"$out_dir/aborted.txt"
 fi
 collect_idle_results

@@ -29,66 +29,14 @@ import sys
 import threading
 import time
 
+from proc_census import ESTABLISHED, fd_census, proc_status_kib
+
 RSS_ALLOWED_KIB = 8 * 1024
 ERROR_KINDS = ["connect", "timeout", "read", "write", "parse"]
 
 
 # ---------------------------------------------------------------------------
-# census: the descriptors of a process, by kind
-
-
-def proc_status_kib(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def fd_census(pid, client_ports):
-    """{"total", "other" (not sockets: epoll, eventfds, timers, files),
-    "listen", "client" (connections whose local port is one of client_ports),
-    "unlisted" (sockets in no TCP table: closed by the kernel, still held),
-    "upstream": {(remote port, state): n}}. States are the kernel's hex
-    codes: "01" ESTABLISHED, "08" CLOSE_WAIT."""
-    sockets = {}
-    other = 0
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue  # closed while we looked
-        if target.startswith("socket:["):
-            sockets[target[8:-1]] = None
-        else:
-            other += 1
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                next(f)
-                for line in f:
-                    cols = line.split()
-                    if len(cols) > 9 and cols[9] in sockets and sockets[cols[9]] is None:
-                        local = int(cols[1].rsplit(":", 1)[1], 16)
-                        remote = int(cols[2].rsplit(":", 1)[1], 16)
-                        sockets[cols[9]] = (local, remote, cols[3])
-        except OSError:
-            pass
-    listen = client = unlisted = 0
-    upstream = {}
-    for entry in sockets.values():
-        if entry is None:
-            unlisted += 1
-            continue
-        local, remote, state = entry
-        if state == "0A":
-            listen += 1
-        elif local in client_ports:
-            client += 1
-        else:
-            upstream[(remote, state)] = upstream.get((remote, state), 0) + 1
-    return {"total": len(sockets) + other, "other": other, "listen": listen, "client": client,
-            "unlisted": unlisted, "upstream": upstream}
+# census: the descriptors of a process, by kind (bench/proc_census.py)
 
 
 def cmd_census(args):
@@ -106,7 +54,7 @@ def cmd_census(args):
     while True:
         c = fd_census(args.pid, ports)
         key = (c["total"], c["other"], c["listen"], c["client"], c["unlisted"], sorted(c["upstream"].items()))
-        quiet = c["client"] == 0 and c["unlisted"] == 0 and all(st == "01" for _, st in c["upstream"])
+        quiet = c["client"] == 0 and c["unlisted"] == 0 and all(st == ESTABLISHED for _, st in c["upstream"])
         same = same + 1 if (quiet and key == last) else 0
         last = key
         settled = same >= 2
@@ -610,7 +558,7 @@ class Run:
         bounds = self.pool_bounds()
         per_port = {}
         for u in e["upstream"]:
-            if u["state"] != "01":
+            if u["state"] != ESTABLISHED:
                 problems.append(f"{u['count']} upstream sockets to :{u['port']} in state {u['state']} (not ESTABLISHED)")
             if u["port"] not in bounds:
                 problems.append(f"{u['count']} sockets to :{u['port']}, not an origin")

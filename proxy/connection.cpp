@@ -633,6 +633,10 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
             if (ec != net::error::would_block)
                 co_return false; // closed or reset
             shed_idle_memory();
+            // A drain that began during the yield above found this
+            // connection busy and left it; from here on_drain closes it.
+            if (draining())
+                co_return false;
             idle_ = true;
             arm_client_timer(cfg.timeouts.client_idle);
             auto [wec] = co_await socket.async_wait(tcp::socket::wait_read, use_tuple);

@@ -327,47 +327,9 @@ class Slowloris:
 
 
 def fd_census(proxy):
-    """The proxy's descriptors: {"total", "other" (not sockets: epoll,
-    eventfds, timers, files), "listen", "client" (connections on its
-    listener or admin port), "upstream": {(remote port, TCP state): count},
-    "unlisted" (sockets in no TCP table: reset or closed, still held)}.
-    States are the kernel's hex codes: "01" ESTABLISHED, "08" CLOSE_WAIT."""
-    pid = proxy.pid
-    inodes = {}
-    other = 0
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes[target[8:-1]] = None
-        else:
-            other += 1
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as f:
-            next(f)
-            for line in f:
-                cols = line.split()
-                if len(cols) > 9 and cols[9] in inodes and inodes[cols[9]] is None:
-                    local = int(cols[1].rsplit(":", 1)[1], 16)
-                    remote = int(cols[2].rsplit(":", 1)[1], 16)
-                    inodes[cols[9]] = (local, remote, cols[3])
-    listen = client = unlisted = 0
-    upstream = {}
-    for entry in inodes.values():
-        if entry is None:
-            unlisted += 1
-            continue
-        local, remote, state = entry
-        if state == "0A":
-            listen += 1
-        elif local in (proxy.port, proxy.admin_port):
-            client += 1
-        else:
-            upstream[(remote, state)] = upstream.get((remote, state), 0) + 1
-    return {"total": len(inodes) + other, "other": other, "listen": listen, "client": client,
-            "upstream": upstream, "unlisted": unlisted}
+    """The proxy's descriptors by kind (harness.fd_census, the census the soak
+    run takes too); "client" counts connections on its listener or admin port."""
+    return harness.fd_census(proxy.pid, {proxy.port, proxy.admin_port})
 
 
 def anon_kib(proxy):

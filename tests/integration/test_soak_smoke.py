@@ -9,11 +9,11 @@ import csv
 import json
 import os
 import shutil
-import signal
 import socket
-import subprocess
 
 import pytest
+
+import harness
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -32,26 +32,12 @@ def test_soak_smoke_passes_and_writes_samples_and_report(sluice_bin, bench_bin, 
         pytest.skip("curl is not installed (bash deploy/install-deps.sh)")
     out_dir = tmp_path / "out"
     env = dict(os.environ, SLUICE_BIN=sluice_bin, SLUICE_BENCH=bench_bin, TMPDIR=str(tmp_path))
-    # Its own session, so a timeout can stop the script and everything it started.
-    proc = subprocess.Popen([SCRIPT, "--smoke", "--out", str(out_dir)], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=SMOKE_LIMIT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGTERM)  # the script's trap stops what it started
-        try:
-            out, err = proc.communicate(timeout=8)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, err = proc.communicate()
-        pytest.fail(f"soak.sh --smoke did not finish in {SMOKE_LIMIT_S}s\n{err.decode()[-3000:]}")
-    out, err = out.decode(), err.decode()
+    code, out, err = harness.run_script([SCRIPT, "--smoke", "--out", str(out_dir)], env, SMOKE_LIMIT_S, cwd=REPO)
     sluice_stderr = ""
     if (out_dir / "raw" / "sluice-stderr.txt").exists():
         sluice_stderr = (out_dir / "raw" / "sluice-stderr.txt").read_text(errors="replace")[-3000:]
-    assert proc.returncode == 0, (f"exit {proc.returncode}\n--- stdout\n{out}\n--- stderr\n{err[-4000:]}"
-                                  f"\n--- sluice stderr\n{sluice_stderr}")
+    assert code == 0, (f"exit {code}\n--- stdout\n{out}\n--- stderr\n{err[-4000:]}"
+                       f"\n--- sluice stderr\n{sluice_stderr}")
     assert out.rstrip().splitlines()[-1] == "PASS", out
 
     # samples.csv: the columns, a row a second (20 s, allowing for a loaded
@@ -101,22 +87,8 @@ def test_soak_smoke_passes_and_writes_samples_and_report(sluice_bin, bench_bin, 
     # Nothing it started is left running (sluice's config and the clients'
     # results are under tmp_path; the origins and sluice listened on these
     # ports), and its temp dir is gone.
-    assert _processes_mentioning(str(tmp_path)) == []
+    harness.assert_nothing_left(tmp_path, "sluice-soak.")
     meta = json.loads((out_dir / "meta.json").read_text())
     for port in [*meta["origins"].values(), meta["listen_port"], meta["admin_port"]]:
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    assert not [p for p in os.listdir(tmp_path) if p.startswith("sluice-soak.")]
-
-
-def _processes_mentioning(text):
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append((int(pid), cmdline))
-    return found

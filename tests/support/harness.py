@@ -12,7 +12,11 @@ What lives here:
 - admin_status(), status_servers(), log_messages(): the proxy's /status and
   JSON log lines by message.
 - Sluice: a `sluice` process, its stdout (the JSON log) captured to a file.
-- proc_tcp_peers(), peak_rss_kib(): a process's TCP sockets and VmHWM.
+- proc_tcp_peers(), peak_rss_kib(): a process's TCP sockets and VmHWM;
+  fd_census(): its descriptors by kind (bench/proc_census.py, shared with
+  bench/soak_report.py).
+- run_script(), processes_mentioning(), assert_nothing_left(): a bench
+  script run to its end under a time limit, and what it must leave behind.
 - RawOrigin / RawConnection / serve_http(): a Python origin in threads, for
   what `sluice-bench origin` cannot do (malformed responses, counted
   connections, recorded request heads, bodies counted and hashed).
@@ -34,8 +38,21 @@ import socket
 import ssl
 import struct
 import subprocess
+import sys
 import threading
 import time
+
+# The /proc descriptor census has one home, bench/proc_census.py, shared with
+# bench/soak_report.py. It lives in bench/ rather than here because the bench
+# tools run on their own and must not need the test tree, while the tests
+# already depend on bench/ (they run sluice-bench and its scripts): the tests
+# import from bench/, never the reverse.
+BENCH_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bench")
+if BENCH_DIR not in sys.path:
+    sys.path.append(BENCH_DIR)
+import proc_census  # noqa: E402
+
+fd_census = proc_census.fd_census  # harness.fd_census(pid, client_ports) for the tests
 
 UUID4_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
@@ -860,29 +877,8 @@ def proc_tcp_peers(pid):
     """The TCP sockets process `pid` holds, as a list of
     (local_port, remote_port, state) from /proc/net/tcp{,6} (state is the
     kernel's hex code: "01" ESTABLISHED, "0A" LISTEN, "08" CLOSE_WAIT...)."""
-    inodes = set()
-    fd_dir = f"/proc/{pid}/fd"
-    for fd in os.listdir(fd_dir):
-        try:
-            target = os.readlink(os.path.join(fd_dir, fd))
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    out = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                next(f)
-                for line in f:
-                    cols = line.split()
-                    if len(cols) > 9 and cols[9] in inodes:
-                        local_port = int(cols[1].rsplit(":", 1)[1], 16)
-                        remote_port = int(cols[2].rsplit(":", 1)[1], 16)
-                        out.append((local_port, remote_port, cols[3]))
-        except OSError:
-            continue
-    return out
+    inodes, _ = proc_census.fd_sockets(pid)
+    return list(proc_census.tcp_sockets(inodes).values())
 
 
 def peak_rss_kib(pid):
@@ -892,6 +888,61 @@ def peak_rss_kib(pid):
             if line.startswith("VmHWM:"):
                 return int(line.split()[1])
     raise KeyError("VmHWM")
+
+
+# --------------------------------------------------------------------------
+# Bench scripts (bench/*.sh --smoke) run to their end
+
+
+def run_script(argv, env, limit_s, cwd=None):
+    """Runs a bench script in its own session with stdin closed; returns
+    (exit code, stdout, stderr) as text. Past limit_s seconds the session
+    gets SIGTERM (the script's trap stops what it started), SIGKILL 8 s
+    later, and AssertionError tells that the script did not finish, with
+    the end of its stderr."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, cwd=cwd, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=limit_s)
+    except subprocess.TimeoutExpired:
+        for sig, wait_s in ((signal.SIGTERM, 8), (signal.SIGKILL, None)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass  # the whole session has ended
+            try:
+                out, err = proc.communicate(timeout=wait_s)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        command = " ".join([os.path.basename(argv[0]), *map(str, argv[1:])])
+        raise AssertionError(f"{command} did not finish in {limit_s}s\n"
+                             f"{err.decode('utf-8', 'replace')[-3000:]}") from None
+    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+def processes_mentioning(text):
+    """[(pid, command line)] of the processes whose command line contains text."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append((int(pid), cmdline))
+    return found
+
+
+def assert_nothing_left(tmp_dir, tmp_prefix):
+    """A bench script run with TMPDIR=tmp_dir left nothing behind: no process
+    whose command line names a path under tmp_dir (what it started with a
+    config or an output file there), and no temp dir tmp_dir/tmp_prefix*."""
+    left = processes_mentioning(str(tmp_dir))
+    assert left == [], f"still running: {left}"
+    dirs = [p for p in os.listdir(tmp_dir) if p.startswith(tmp_prefix)]
+    assert dirs == [], f"temp dirs left in {tmp_dir}: {dirs}"
 
 
 # --------------------------------------------------------------------------
