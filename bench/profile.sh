@@ -85,7 +85,7 @@ start_sluice() {
 
 echo "## Profile: keep-alive \`GET $path\`, one worker"
 echo
-echo "sluice $("$sluice_bin" --version 2>/dev/null | head -1), commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+echo "$("$sluice_bin" --version 2>/dev/null | head -1), commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 echo
 
 if [[ -z $only || $only == instructions ]]; then
