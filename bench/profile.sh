@@ -135,8 +135,9 @@ fi
 
 if [[ -z $only || $only == syscalls ]]; then
   start_sluice sluice-strace 50
-  timeout 6 strace -c -f -p "$spid" -o "$tmp/strace.txt" &
+  timeout --foreground 6 strace -c -f -p "$spid" -o "$tmp/strace.txt" &
   tpid=$!
+  started_pids+=("$tpid")
   sleep 0.5
   load "$tmp/strace.json" --connections 50 --duration 2s
   kill -INT "$tpid" 2>/dev/null || true
@@ -156,11 +157,23 @@ fi
 
 if [[ -z $only || $only == perf ]]; then
   start_sluice sluice-perf 50
+  paranoid=$(cat /proc/sys/kernel/perf_event_paranoid 2>/dev/null || echo 2)
+  if ((paranoid > 1 && EUID != 0)); then
+    log "kernel.perf_event_paranoid is $paranoid: perf cannot profile another process" \
+      "(as root, or: sysctl kernel.perf_event_paranoid=1)"
+    exit 1
+  fi
   perf record -e cpu-clock -F 2999 -g -p "$spid" -o "$tmp/perf.data" -- sleep 4 2>"$tmp/perf.err" &
   ppid=$!
+  started_pids+=("$ppid")
   load "$tmp/perf.json" --connections 50 --duration 5s
-  wait "$ppid" || true
+  perf_status=0
+  wait "$ppid" || perf_status=$?
   stop_started "$spid"
+  if ((perf_status != 0)) || [[ ! -s $tmp/perf.data ]]; then
+    log "perf record failed (exit $perf_status): $(tail -n 3 "$tmp/perf.err")"
+    exit 1
+  fi
   echo "### Where the time goes (perf, cpu-clock, 50 connections)"
   echo
   echo "Samples folded by the innermost frame that names a known area (kernel paths by the"

@@ -12,7 +12,7 @@ import sys
 from collections import Counter
 
 USER_AREAS = [
-    (r"http::|http_parser|parse_fields|find_head_end|chunked_scanner", "sluice: HTTP parser"),
+    (r"(^|::)http::[^:]+(::[^:]+)?$", "sluice: HTTP parser"),
     (r"build_upstream_request|build_client_response|append_field|is_hop_by_hop|build_local_response",
      "sluice: building heads"),
     (r"request_id", "sluice: request IDs"),
@@ -33,9 +33,30 @@ USER_AREAS = [
     (r"^(__libc_|__GI_|__sendmsg|__recvmsg|sendmsg|recvmsg|recv|send|epoll_wait|epoll_ctl|syscall)",
      "libc system-call wrappers"),
     (r"mem(cpy|move|set|chr|cmp)|str(len|chr|cmp)|__mem|__str", "libc string and memory"),
+    # What is left, by library.
+    (r"^boost::(asio|system)::", "Asio, other (composed operations, buffers, errors)"),
+    (r"^boost::beast::", "Beast tcp_stream (timeouts)"),
+    (r"^sluice::", "sluice, other"),
+    (r"^std::", "C++ standard library"),
 ]
 USER_RES = [(re.compile(p), name) for p, name in USER_AREAS]
 SYSCALL_RE = re.compile(r"_sys_(\w+)$")
+
+
+def bare_name(sym):
+    """`sym` without template arguments and parameter lists, so areas are
+    matched on the function's own qualified name (a parameter type such as
+    http::framing must not make relay_body count as the parser)."""
+    out = []
+    depth = 0
+    for ch in sym.replace("(anonymous namespace)::", ""):
+        if ch in "<(":
+            depth += 1
+        elif ch in ">)":
+            depth = max(0, depth - 1)
+        elif depth == 0:
+            out.append(ch)
+    return "".join(out)
 
 
 def is_kernel(addr):
@@ -55,8 +76,9 @@ def area(frames):
         if any(s == "do_syscall_64" for _, s in frames):
             return "kernel: system call entry and exit"
         return "kernel: interrupts, softirq, scheduler"
+    name_only = bare_name(sym)
     for rx, name in USER_RES:
-        if rx.search(sym):
+        if rx.search(name_only):
             return name
     return "other user space"
 

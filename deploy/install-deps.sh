@@ -12,8 +12,9 @@ packages=(
   # tests and the demo
   python3 python3-pytest python3-yaml curl openssl
   # benchmarks: the peers bench/compare.sh measures sluice against (also run by
-  # tests/integration/test_compare_smoke.py), and wrk for bench/check-generator.sh
-  haproxy nginx caddy wrk
+  # tests/integration/test_compare_smoke.py), wrk for bench/check-generator.sh,
+  # and the profilers bench/profile.sh runs
+  haproxy nginx caddy wrk valgrind strace linux-perf
   # tests: a real WSGI backend for request_buffering (tests/integration/test_request_buffering.py)
   gunicorn
   # tests: promtool, which checks the /metrics output (tests/integration/test_metrics.py)

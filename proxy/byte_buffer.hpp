@@ -26,41 +26,37 @@ class block_pool {
     block_pool(std::size_t block_size, std::size_t keep) : size_(block_size), keep_(keep) {
         spare_.reserve(keep);
     }
-    ~block_pool() {
-        for (char* b : spare_)
-            delete[] b;
-    }
     block_pool(const block_pool&) = delete;
     block_pool& operator=(const block_pool&) = delete;
 
     std::size_t block_size() const { return size_; }
     std::size_t spare() const { return spare_.size(); }
 
-    char* take() {
+    std::unique_ptr<char[]> take() {
         if (spare_.empty())
-            return new char[size_];
-        char* b = spare_.back();
+            return std::make_unique_for_overwrite<char[]>(size_);
+        auto b = std::move(spare_.back());
         spare_.pop_back();
         return b;
     }
-    void give(char* b) {
+    // Keeps `b` (a block of block_size()) for reuse, or frees it.
+    void give(std::unique_ptr<char[]> b) {
         if (spare_.size() < keep_)
-            spare_.push_back(b);
-        else
-            delete[] b;
+            spare_.push_back(std::move(b));
     }
 
   private:
     std::size_t size_;
     std::size_t keep_;
-    std::vector<char*> spare_;
+    std::vector<std::unique_ptr<char[]>> spare_;
 };
 
 class byte_buffer {
   public:
     explicit byte_buffer(std::size_t initial = 8192) : initial_(initial), capacity_(initial) {}
     // Blocks of pool->block_size() (the initial size) come from and go back
-    // to `pool`, which must outlive the buffer. A null pool: as above.
+    // to `pool`, which must outlive the buffer. A null pool: as above, with
+    // `initial` as the first block's size (ignored when there is a pool).
     explicit byte_buffer(block_pool* pool, std::size_t initial = 8192)
         : pool_(pool), initial_(pool != nullptr ? pool->block_size() : initial),
           capacity_(initial_) {}
@@ -68,7 +64,7 @@ class byte_buffer {
     byte_buffer(const byte_buffer&) = delete;
     byte_buffer& operator=(const byte_buffer&) = delete;
 
-    std::string_view data() const { return {block_ + begin_, end_ - begin_}; }
+    std::string_view data() const { return {block_.get() + begin_, end_ - begin_}; }
     std::size_t size() const { return end_ - begin_; }
     bool empty() const { return begin_ == end_; }
     // Whether a block is held (memory in use).
@@ -87,7 +83,7 @@ class byte_buffer {
         if (block_ == nullptr)
             block_ = new_block(capacity_);
         if (capacity_ - end_ < want && begin_ > 0) {
-            std::memmove(block_, block_ + begin_, end_ - begin_);
+            std::memmove(block_.get(), block_.get() + begin_, end_ - begin_);
             end_ -= begin_;
             begin_ = 0;
         }
@@ -98,19 +94,19 @@ class byte_buffer {
             if (grown > limit)
                 grown = limit;
             if (grown > capacity_) {
-                char* bigger = new_block(grown);
-                std::memcpy(bigger, block_ + begin_, end_ - begin_);
+                auto bigger = new_block(grown);
+                std::memcpy(bigger.get(), block_.get() + begin_, end_ - begin_);
                 end_ -= begin_;
                 begin_ = 0;
                 drop_block();
-                block_ = bigger;
+                block_ = std::move(bigger);
                 capacity_ = grown;
             }
         }
         std::size_t room = capacity_ - end_;
         if (size() + room > limit)
             room = limit > size() ? limit - size() : 0;
-        return {block_ + end_, room < want ? room : want};
+        return {block_.get() + end_, room < want ? room : want};
     }
 
     void commit(std::size_t n) { end_ += n; }
@@ -125,22 +121,20 @@ class byte_buffer {
     }
 
   private:
-    char* new_block(std::size_t size) {
-        return pool_ != nullptr && size == pool_->block_size() ? pool_->take() : new char[size];
+    std::unique_ptr<char[]> new_block(std::size_t size) {
+        return pool_ != nullptr && size == pool_->block_size()
+                   ? pool_->take()
+                   : std::make_unique_for_overwrite<char[]>(size);
     }
     void drop_block() {
-        if (block_ == nullptr)
-            return;
-        if (pool_ != nullptr && capacity_ == pool_->block_size())
-            pool_->give(block_);
-        else
-            delete[] block_;
-        block_ = nullptr;
+        if (pool_ != nullptr && block_ != nullptr && capacity_ == pool_->block_size())
+            pool_->give(std::move(block_));
+        block_.reset();
     }
 
     block_pool* pool_ = nullptr;
     std::size_t initial_;
-    char* block_ = nullptr;
+    std::unique_ptr<char[]> block_;
     std::size_t capacity_;
     std::size_t begin_ = 0;
     std::size_t end_ = 0;

@@ -20,6 +20,7 @@
 #include <boost/asio/write.hpp>
 
 #include <array>
+#include <concepts>
 #include <chrono>
 
 namespace sluice::proxy {
@@ -110,17 +111,6 @@ struct upstream_io {
     }
 };
 
-// Writes that never wait (relay.hpp): on the socket of a plain upstream
-// connection (non-blocking since it connected); TLS connections take none.
-template <typename Buffers>
-std::size_t try_write_now(upstream_io& u, const Buffers& b, boost::system::error_code& ec) {
-    if (u.c.tls) {
-        ec = net::error::would_block;
-        return 0;
-    }
-    return sluice::proxy::try_write_now(u.c.stream, b, ec);
-}
-
 // The body sender's way to the upstream while the exchange reads the same
 // connection with its response timeout: a plain connection is written on
 // its socket (no stream timeout to disturb the exchange's); TLS goes
@@ -136,8 +126,12 @@ struct upstream_sender_io {
     }
 };
 
-template <typename Buffers>
-std::size_t try_write_now(upstream_sender_io& u, const Buffers& b, boost::system::error_code& ec) {
+// Writes that never wait (relay.hpp), through either upstream adapter: on
+// the socket of a plain connection (non-blocking since it connected); TLS
+// connections take none.
+template <typename Adapter, typename Buffers>
+requires std::same_as<Adapter, upstream_io> || std::same_as<Adapter, upstream_sender_io> std::size_t
+try_write_now(Adapter& u, const Buffers& b, boost::system::error_code& ec) {
     if (u.c.tls) {
         ec = net::error::would_block;
         return 0;
@@ -232,8 +226,13 @@ template <typename Stream> class client_session final : public session_base {
                 peer_trusted_ = peer_trusted_ || cidr_contains(cidr, bytes, v6);
         }
         lowest().socket().set_option(tcp::no_delay(true), ec);
-        // await_request's receive must never block the worker.
-        lowest().socket().non_blocking(true, ec);
+        if constexpr (!is_tls) {
+            // await_request's receive and try_write_now must never block the
+            // worker: without non-blocking mode the connection is not served.
+            lowest().socket().non_blocking(true, ec);
+            if (ec)
+                lowest().socket().close(ec);
+        }
         // Set again per request (a reload may rename it); set here too so a
         // request refused before routing (400, 408, 431) is logged with it.
         if (const auto* l = worker_.current()->find_listener(listener_key_))
@@ -254,8 +253,8 @@ template <typename Stream> class client_session final : public session_base {
                 co_return;
         }
         for (;;) {
-            // Between requests only this frame stays: serve_one's (and all
-            // it called) are gone while the connection is idle.
+            // Between requests only this frame and await_request's stay:
+            // serve_one's (and all it called) are gone while idle.
             if (self->in_.empty()) {
                 if (self->draining())
                     break;
@@ -311,6 +310,11 @@ template <typename Stream> class client_session final : public session_base {
     // socket only. Called when the next request is not there yet, so a busy
     // connection keeps reusing them.
     void shed_idle_memory() {
+        // The last request's snapshot too: an idle connection must not keep
+        // an old configuration alive across reloads (upstream_name_ is a
+        // view into it). serve_one takes the current one first thing.
+        snap_.reset();
+        upstream_name_ = {};
         in_.release_if_empty();
         std::string().swap(head_out_);
         std::string().swap(request_head_);
@@ -1133,8 +1137,13 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
     const bool request_sent_whole =
         !sender || (sender->finished && sender->result.outcome == relay_outcome::complete);
     if (upstream_keep_alive && request_sent_whole && framing != http::framing::until_close &&
-        conn.buffer.empty())
+        conn.buffer.empty()) {
+        // After a bodiless answer (HEAD, 204, 304) an upstream that wrongly
+        // sends a body leaves bytes the next exchange would read as its
+        // answer: peek before reusing the connection.
+        conn.verify_next = framing == http::framing::none;
         worker_.pool().put(std::move(upstream_));
+    }
     upstream_.reset();
     co_return keep_alive;
 }

@@ -34,7 +34,8 @@ std::unique_ptr<upstream_connection> upstream_pool::take(const server_state* ser
         auto conn = std::move(list.back());
         list.pop_back();
         --count_;
-        if (!verify || still_open(*conn)) {
+        if (!(verify || conn->verify_next || conn->watched) || still_open(*conn)) {
+            conn->verify_next = false;
             if (conn->watched) {
                 boost::system::error_code ignored;
                 conn->stream.socket().cancel(ignored); // ends the idle watch
@@ -147,6 +148,11 @@ std::size_t upstream_pool::sweep(std::chrono::steady_clock::duration max_idle) {
             it = idle_.erase(it);
         else
             ++it;
+    }
+    if (count_ == 0 && watch_armed_) {
+        // Nothing left to watch: do not keep the worker's loop waiting.
+        watch_timer_.cancel();
+        watch_armed_ = false;
     }
     return count_;
 }

@@ -43,6 +43,7 @@ struct upstream_connection {
     std::uint64_t requests = 0;   // exchanges completed on this connection
     std::uint64_t pool_round = 0; // which stay in the pool a watch belongs to
     bool watched = false;         // the idle watch is pending
+    bool verify_next = false;     // peek before the next reuse (see take())
     char watch_byte = 0;          // where the idle watch peeks
 };
 
@@ -52,11 +53,16 @@ class upstream_pool {
 
     explicit upstream_pool(boost::asio::io_context& io) : watch_timer_(io) {}
 
-    // An idle connection to `server`, or nullptr. Connections the watch saw
-    // closed are gone already; `verify` also peeks at the socket, for a
-    // close that arrived since the last poll (a request that cannot be
-    // retried on a fresh connection wants that certainty; a retryable one
-    // saves the system call).
+    // An idle connection to `server`, or nullptr. Connections whose watch
+    // has run are gone already. A non-blocking peek finds the rest that are
+    // closed or hold stray bytes; it is made when `verify` is set (a request
+    // that could not be retried on a fresh connection), when the connection
+    // asked for it (verify_next: its last response had no body, the answer
+    // a careless upstream is most likely to follow with stray bytes), and
+    // for a watched connection (idle 100 ms or more, off the hot path; its
+    // watch may have fired without having run yet). A retryable request on
+    // a busy connection skips it: a close is then found by the exchange and
+    // retried.
     std::unique_ptr<upstream_connection> take(const server_state* server, bool verify);
 
     // Keeps `conn` for reuse; it must have completed its last exchange.
@@ -79,7 +85,10 @@ class upstream_pool {
     // Starts the watch of every connection idle for watch_after; runs
     // again while some are still too fresh.
     void watch_settled();
+    // Arms watch_timer_ (once: does nothing while it is armed).
     void arm_watch();
+    // Starts the idle watch of pooled `conn`: a pending one-byte peek whose
+    // completion (anything but a cancel) drops it from the pool.
     void watch(upstream_connection& conn);
 
     boost::asio::steady_timer watch_timer_;

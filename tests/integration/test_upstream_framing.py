@@ -276,3 +276,41 @@ def test_early_response_head_while_the_origin_still_reads_the_body(env):
     r2 = c.request("POST", "/stream-in", body=b"again")
     assert r2.status == 200 and r2.body == f"5 {hashlib.sha256(b'again').hexdigest()}\n".encode(), r2
     assert raw.accepted == 1
+
+
+def test_stray_body_after_a_head_answer_is_not_read_as_the_next_answer(env):
+    # A careless origin answers HEAD with its body anyway, in a later
+    # segment, once sluice has relayed the (bodiless) answer and pooled the
+    # connection. The next request, well within the pool's 100 ms before it
+    # watches the connection, must not take those bytes as its answer:
+    # sluice peeks before reusing a connection whose last answer had no body.
+    stray_sent = threading.Event()
+    send_stray = threading.Event()
+
+    def handler(conn):
+        while True:
+            req = conn.read_request_head()
+            if req is None:
+                return
+            body = f"body of {req.method} {req.target} on {conn.id}\n".encode()
+            if req.method == "HEAD":
+                conn.send(http_response(200, b"", {"Content-Length": str(len(body))}))
+                if send_stray.wait(10):
+                    conn.send(body)
+                    stray_sent.set()
+                continue
+            conn.send(http_response(200, body, {"X-Raw-Connection": str(conn.id)}))
+
+    raw = RawOrigin(handler)
+    env.origins.append(raw)
+    proxy = env.proxy([raw], workers=1)
+    c = env.client(proxy)
+    head = c.request("HEAD", "/thing")
+    assert head.status == 200 and head.body == b"", head
+    send_stray.set()
+    assert stray_sent.wait(5)
+    got = c.get("/next")
+    assert got.status == 200, got
+    assert got.body == b"body of GET /next on 2\n", got.body
+    assert got.header("X-Raw-Connection") == "2"
+    assert raw.conns[0].ended.wait(5), "the proxy kept the connection with stray bytes"

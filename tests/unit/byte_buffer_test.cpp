@@ -256,14 +256,15 @@ TEST_CASE("a pooled buffer gives its block back when empty and takes it again",
 
 TEST_CASE("a block pool keeps at most its limit of spare blocks", "[proxy][byte_buffer]") {
     sluice::proxy::block_pool pool(32, 2);
-    char* a = pool.take();
-    char* b = pool.take();
-    char* c = pool.take();
-    pool.give(a);
-    pool.give(b);
-    pool.give(c); // freed
+    auto a = pool.take();
+    auto b = pool.take();
+    auto c = pool.take();
+    const char* second = b.get();
+    pool.give(std::move(a));
+    pool.give(std::move(b));
+    pool.give(std::move(c)); // freed
     CHECK(pool.spare() == 2);
-    char* again = pool.take();
-    CHECK(again == b); // last in, first out
-    pool.give(again);
+    auto again = pool.take();
+    CHECK(again.get() == second); // last in, first out
+    pool.give(std::move(again));
 }
