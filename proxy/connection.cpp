@@ -372,6 +372,7 @@ template <typename Stream> class client_session final : public session_base {
     void arm_client_timer(std::chrono::milliseconds d) {
         lowest().expires_never(); // the stream's own timeout would close the socket
         client_timed_out_ = false;
+        client_timer_armed_ = true;
         client_timer_.expires_after(d);
         client_timer_.async_wait(
             [this, round = ++client_timer_round_](boost::system::error_code ec) {
@@ -385,6 +386,9 @@ template <typename Stream> class client_session final : public session_base {
             });
     }
     void disarm_client_timer() {
+        if (!client_timer_armed_)
+            return; // (a request without a body never armed it: no reactor call)
+        client_timer_armed_ = false;
         ++client_timer_round_; // a wakeup already due must not cancel what comes next
         client_timer_.cancel();
     }
@@ -451,6 +455,7 @@ template <typename Stream> class client_session final : public session_base {
     // Beast's stream timeout would close the socket, this one only cancels.
     net::steady_timer client_timer_{stream_.get_executor()};
     std::uint64_t client_timer_round_ = 0; // tells a stale wakeup from the current one
+    bool client_timer_armed_ = false;      // armed since the last disarm
     bool client_timed_out_ = false;
     http::message_head req_;
     http::message_head resp_;

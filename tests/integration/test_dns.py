@@ -69,15 +69,6 @@ class DnsSetup:
                           message=f"/status servers == {want}")
 
 
-def origin_names(client, n, target="/"):
-    out = []
-    for _ in range(n):
-        r = client.get(target)
-        assert r.status == 200, r
-        out.append(r.header("X-Origin"))
-    return out
-
-
 def test_servers_follow_the_answer(env):
     d = DnsSetup(env, IPS[:2])
     assert [q for q in d.dns.queries_for(NAME) if q[1] == QTYPE_A], "the configured resolver was not asked"
@@ -88,17 +79,17 @@ def test_servers_follow_the_answer(env):
         assert s["name"] == d.server_name and s["weight"] == 1 and s["healthy"] is True, s
         assert s["in_flight"] == 0, s
     c = env.client(d.proxy)
-    seq = origin_names(c, 10)
+    seq = harness.origins_answering(c, 10)
     assert sorted(set(seq)) == ["o1", "o2"], seq
     assert all(seq[i] != seq[i - 1] for i in range(1, len(seq))), f"not alternating: {seq}"
 
     # Grow to three: the new address joins within a few resolve intervals.
     d.set(IPS)
     seen = []
-    wait_until(lambda: seen.extend(origin_names(c, 1)) or "o3" in seen, 3.0, message="o3 receiving traffic")
+    wait_until(lambda: seen.extend(harness.origins_answering(c, 1)) or "o3" in seen, 3.0, message="o3 receiving traffic")
     d.wait_status(IPS)
     assert d.status()[d.addr(IPS[2])]["name"] == d.server_name
-    assert sorted(origin_names(c, 6)) == ["o1", "o1", "o2", "o2", "o3", "o3"]
+    assert sorted(harness.origins_answering(c, 6)) == ["o1", "o1", "o2", "o2", "o3", "o3"]
 
     # Shrink to one while a slow request is in flight on each server.
     watch = harness.ArrivalWatch(list(d.origins.values()))
@@ -113,8 +104,8 @@ def test_servers_follow_the_answer(env):
     d.set([IPS[2]])
     d.wait_status([IPS[2]])
     assert time.monotonic() - t_sent < 1.4, "the answer changed only after the slow requests ended"
-    assert origin_names(c, 10) == ["o3"] * 10
-    assert origin_names(env.client(d.proxy), 4) == ["o3"] * 4
+    assert harness.origins_answering(c, 10) == ["o3"] * 10
+    assert harness.origins_answering(env.client(d.proxy), 4) == ["o3"] * 4
     done = [sc.read_response(timeout=5) for sc in slow]
     assert [r.status for r in done] == [200, 200, 200], done
     assert sorted(r.header("X-Origin") for r in done) == ["o1", "o2", "o3"], done
@@ -125,18 +116,18 @@ def test_servers_follow_the_answer(env):
 def test_failed_resolution_keeps_the_last_good_set(env, mode):
     d = DnsSetup(env, IPS[:2])
     c = env.client(d.proxy)
-    assert sorted(set(origin_names(c, 4))) == ["o1", "o2"]
+    assert sorted(set(harness.origins_answering(c, 4))) == ["o1", "o2"]
     d.dns.set_mode(mode)
     since = d.dns.query_count()
     seq = []
 
     # At least three more questions for the name (re-resolutions) while traffic flows.
     def asked_again():
-        seq.extend(origin_names(c, 2))
+        seq.extend(harness.origins_answering(c, 2))
         return len(d.dns.queries_for(NAME, since)) >= 3
 
     wait_until(asked_again, 6.0, message=f"re-resolutions in {mode} mode")
-    seq.extend(origin_names(c, 10))
+    seq.extend(harness.origins_answering(c, 10))
     assert sorted(set(seq)) == ["o1", "o2"], seq
     assert abs(seq.count("o1") - seq.count("o2")) <= 1, seq
     assert sorted(d.status()) == [d.addr(IPS[0]), d.addr(IPS[1])]
@@ -145,7 +136,7 @@ def test_failed_resolution_keeps_the_last_good_set(env, mode):
     d.set([IPS[1]])
     d.dns.set_mode("answer")
     d.wait_status([IPS[1]], timeout=6.0)
-    assert origin_names(c, 4) == ["o2"] * 4
+    assert harness.origins_answering(c, 4) == ["o2"] * 4
 
 
 def test_unresolvable_name_at_start_then_resolves(env):
@@ -173,4 +164,4 @@ def test_unresolvable_name_at_start_then_resolves(env):
 
     wait_until(flows, 3.0, message="traffic once the name resolves")
     d.wait_status(IPS[:2])
-    assert sorted(set(origin_names(env.client(d.proxy), 4))) == ["o1", "o2"]
+    assert sorted(set(harness.origins_answering(env.client(d.proxy), 4))) == ["o1", "o2"]
