@@ -333,6 +333,15 @@ template <typename Stream> class client_session final : public session_base {
     net::awaitable<bool> send_error(proxy_error e, bool keep_alive);
     // Relays the request to an upstream and its response back.
     net::awaitable<bool> forward(const upstream_entry& up);
+    // The heads forward() sends, into request_head_ and head_out_ (plain
+    // functions: what they use stays out of forward's coroutine frame, which
+    // then fits the event loop's recycled blocks).
+    void build_request_head(const upstream_entry& up, const config::config& cfg, bool upgrade);
+    void build_response_head(const config::config& cfg, response_facts& facts);
+    // A 101 answer: relays it to a client that asked for the upgrade (else
+    // 502) and tunnels the connection. Returns false (the connection ends).
+    net::awaitable<bool> switch_protocols(const config::config& cfg, bool upgrade,
+                                          body_sender* sender);
     // Picks, connects (with retries) and returns a connection in upstream_.
     // `verify_pooled`: peek at a pooled connection before reusing it (for a
     // request that could not be retried if the upstream had just closed it).
@@ -525,11 +534,12 @@ net::awaitable<proxy_error> client_session<Stream>::read_head(const config::conf
                 s.disarm_client_timer();
         }
     } disarm{*this, timer_armed};
+    std::size_t head_end = 0;
     for (;;) {
         const auto data = in_.data();
-        const auto end = http::find_head_end(data, scanned);
-        if (end != 0) {
-            if (end > limit)
+        head_end = http::find_head_end(data, scanned);
+        if (head_end != 0) {
+            if (head_end > limit)
                 co_return proxy_error::header_too_large;
             break;
         }
@@ -549,7 +559,7 @@ net::awaitable<proxy_error> client_session<Stream>::read_head(const config::conf
             co_return client_timed_out_ ? proxy_error::header_timeout : proxy_error::client_closed;
         in_.commit(n);
     }
-    const auto status = http::parse_request_head(in_.data(), req_);
+    const auto status = http::parse_request_head(in_.data(), req_, head_end);
     if (status != http::parse_status::ok) {
         log::debug("bad request", {{"reason", http::to_string(status)}, {"client", client_ip_}});
         co_return status == http::parse_status::too_many_fields ? proxy_error::header_too_large
@@ -560,7 +570,7 @@ net::awaitable<proxy_error> client_session<Stream>::read_head(const config::conf
     // HTTP/1.1 requires exactly one Host (RFC 9112 3.2).
     if (req_.version_minor == 1 && req_.host.empty() &&
         std::none_of(req_.fields.begin(), req_.fields.end(),
-                     [](const http::field& f) { return http::iequals(f.name, "host"); }))
+                     [](const http::field& f) { return f.id == http::field_name::host; }))
         co_return proxy_error::bad_request;
     co_return proxy_error::none;
 }
@@ -838,12 +848,13 @@ client_session<Stream>::read_response_head(upstream_connection& conn,
                                            std::chrono::milliseconds timeout, bool& any_byte) {
     conn.stream.expires_after(timeout);
     std::size_t scanned = 0;
+    std::size_t head_end = 0;
     for (;;) {
         const auto data = conn.buffer.data();
         if (!data.empty())
             any_byte = true;
-        const auto end = http::find_head_end(data, scanned);
-        if (end != 0)
+        head_end = http::find_head_end(data, scanned);
+        if (head_end != 0)
             break;
         if (data.size() >= max_response_head)
             co_return proxy_error::bad_response;
@@ -856,10 +867,76 @@ client_session<Stream>::read_response_head(upstream_connection& conn,
             co_return proxy_error::upstream_reset;
         conn.buffer.commit(n);
     }
-    if (http::parse_response_head(conn.buffer.data(), resp_) != http::parse_status::ok ||
+    if (http::parse_response_head(conn.buffer.data(), resp_, head_end) != http::parse_status::ok ||
         resp_.fields.size() > http::max_forwarded_fields)
         co_return proxy_error::bad_response;
     co_return proxy_error::none;
+}
+
+template <typename Stream>
+void client_session<Stream>::build_request_head(const upstream_entry& up, const config::config& cfg,
+                                                bool upgrade) {
+    auto& request_head = request_head_;
+    request_head.clear();
+    request_head.reserve(req_.head_size + head_headroom); // one allocation, not a series
+    forward_facts facts;
+    facts.client_ip = client_ip_;
+    facts.peer_trusted = peer_trusted_;
+    facts.tls = is_tls;
+    facts.request_id_header = cfg.request_id.header;
+    facts.request_id = request_id_;
+    facts.path = target_path(req_.target) == req_.target || req_.target.front() == '/'
+                     ? req_.target
+                     : std::string_view{};
+    std::string origin_form;
+    if (facts.path.empty()) {
+        // Absolute-form target: send its path and query.
+        const auto authority = target_authority(req_.target);
+        auto rest = req_.target.substr(req_.target.find("://") + 3 + authority.size());
+        origin_form =
+            rest.empty() || rest.front() != '/' ? "/" + std::string(rest) : std::string(rest);
+        facts.path = origin_form;
+    }
+    facts.upgrade = upgrade;
+    facts.strip_expect = req_.expect_continue;
+    facts.authority = target_authority(req_.target);
+    // No Host at all (HTTP/1.0): name the server.
+    facts.default_host = host_.empty() ? std::string_view(up.cfg->servers.front().address) : host_;
+    build_upstream_request(req_, facts, request_head);
+}
+
+template <typename Stream>
+void client_session<Stream>::build_response_head(const config::config& cfg, response_facts& facts) {
+    facts.request_id_header = cfg.request_id.header;
+    facts.request_id = request_id_;
+    head_out_.clear();
+    head_out_.reserve(resp_.head_size + head_headroom); // one allocation, not a series
+    build_client_response(resp_, facts, head_out_);
+}
+
+template <typename Stream>
+net::awaitable<bool> client_session<Stream>::switch_protocols(const config::config& cfg,
+                                                              bool upgrade, body_sender* sender) {
+    if (sender != nullptr)
+        co_await stop_sender(*sender);
+    if (!upgrade) {
+        upstream_.reset();
+        co_return co_await send_error(proxy_error::bad_response, false);
+    }
+    response_facts facts;
+    facts.upgrade = true;
+    build_response_head(cfg, facts);
+    upstream_->buffer.consume(resp_.head_size);
+    lowest().expires_after(cfg.timeouts.client_body);
+    auto [ec, n] = co_await net::async_write(stream_, net::buffer(head_out_), use_tuple);
+    if (ec) {
+        upstream_.reset();
+        error_ = proxy_error::client_closed;
+        co_return false;
+    }
+    co_await tunnel();
+    upstream_.reset();
+    co_return false;
 }
 
 template <typename Stream>
@@ -901,36 +978,8 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
 
     // The outgoing head is built while req_'s views are valid; kept in
     // request_head so a retry can resend it.
-    auto& request_head = request_head_;
-    request_head.clear();
-    request_head.reserve(req_.head_size + head_headroom); // one allocation, not a series
-    {
-        forward_facts facts;
-        facts.client_ip = client_ip_;
-        facts.peer_trusted = peer_trusted_;
-        facts.tls = is_tls;
-        facts.request_id_header = cfg.request_id.header;
-        facts.request_id = request_id_;
-        facts.path = target_path(req_.target) == req_.target || req_.target.front() == '/'
-                         ? req_.target
-                         : std::string_view{};
-        std::string origin_form;
-        if (facts.path.empty()) {
-            // Absolute-form target: send its path and query.
-            const auto authority = target_authority(req_.target);
-            auto rest = req_.target.substr(req_.target.find("://") + 3 + authority.size());
-            origin_form =
-                rest.empty() || rest.front() != '/' ? "/" + std::string(rest) : std::string(rest);
-            facts.path = origin_form;
-        }
-        facts.upgrade = upgrade;
-        facts.strip_expect = req_.expect_continue;
-        facts.authority = target_authority(req_.target);
-        // No Host at all (HTTP/1.0): name the server.
-        facts.default_host =
-            host_.empty() ? std::string_view(up.cfg->servers.front().address) : host_;
-        build_upstream_request(req_, facts, request_head);
-    }
+    build_request_head(up, cfg, upgrade);
+    const auto& request_head = request_head_;
     in_.consume(req_.head_size);
     const bool may_retry_stale = idempotent(method_) && request_framing == http::framing::none;
     // Whether the whole body is already here, so head and body go out in one
@@ -1054,31 +1103,8 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
 
     auto& conn = *upstream_;
     status_ = resp_.status;
-    if (resp_.status == 101) {
-        if (sender)
-            co_await stop_sender(*sender);
-        if (!upgrade) {
-            upstream_.reset();
-            co_return co_await send_error(proxy_error::bad_response, false);
-        }
-        response_facts facts;
-        facts.request_id_header = cfg.request_id.header;
-        facts.request_id = request_id_;
-        facts.upgrade = true;
-        head_out_.clear();
-        build_client_response(resp_, facts, head_out_);
-        conn.buffer.consume(resp_.head_size);
-        lowest().expires_after(cfg.timeouts.client_body);
-        auto [ec, n] = co_await net::async_write(stream_, net::buffer(head_out_), use_tuple);
-        if (ec) {
-            upstream_.reset();
-            error_ = proxy_error::client_closed;
-            co_return false;
-        }
-        co_await tunnel();
-        upstream_.reset();
-        co_return false;
-    }
+    if (resp_.status == 101)
+        co_return co_await switch_protocols(cfg, upgrade, sender.get());
 
     const auto framing = http::response_framing(resp_, is_head);
     const bool dechunk = framing == http::framing::chunked && client_http10;
@@ -1087,16 +1113,14 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
     // when the answer has ended (below).
     bool keep_alive =
         client_keep_alive && !draining() && framing != http::framing::until_close && !dechunk;
-    response_facts facts;
-    facts.request_id_header = cfg.request_id.header;
-    facts.request_id = request_id_;
-    facts.body = framing;
-    facts.dechunk = dechunk;
-    facts.keep_alive = keep_alive;
-    facts.client_http10 = client_http10;
-    head_out_.clear();
-    head_out_.reserve(resp_.head_size + head_headroom);
-    build_client_response(resp_, facts, head_out_);
+    {
+        response_facts facts;
+        facts.body = framing;
+        facts.dechunk = dechunk;
+        facts.keep_alive = keep_alive;
+        facts.client_http10 = client_http10;
+        build_response_head(cfg, facts);
+    }
     const bool upstream_keep_alive = resp_.keep_alive();
     const auto response_length = resp_.content_length;
     conn.buffer.consume(resp_.head_size);

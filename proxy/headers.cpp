@@ -25,7 +25,7 @@ void append_number(std::string& out, std::uint64_t n) {
 
 bool named_in_connection(std::string_view name, const http::message_head& head) {
     for (const auto& f : head.fields) {
-        if (f.name.size() != 10 || !iequals(f.name, "connection"))
+        if (f.id != http::field_name::connection)
             continue;
         std::string_view v = f.value;
         while (!v.empty()) {
@@ -45,44 +45,69 @@ bool named_in_connection(std::string_view name, const http::message_head& head) 
     return false;
 }
 
-bool is_framing_field(std::string_view name) {
-    return (name.size() == 14 && iequals(name, "content-length")) ||
-           (name.size() == 17 && iequals(name, "transfer-encoding"));
+bool is_hop_by_hop_name(http::field_name id) {
+    using enum http::field_name;
+    switch (id) {
+    case te:
+    case upgrade:
+    case trailer:
+    case connection:
+    case keep_alive:
+    case proxy_connection:
+    case transfer_encoding:
+        return true;
+    default:
+        return false;
+    }
 }
+
+bool is_hop_by_hop_field(const http::field& f, const http::message_head& head) {
+    // Rarely set, so the scan for names listed in Connection is rarely run.
+    return is_hop_by_hop_name(f.id) ||
+           (head.connection_lists_fields && named_in_connection(f.name, head));
+}
+
+// Copies the field lines kept from a parsed head as they were received;
+// lines adjacent in the received head go out in one append. Anything else
+// appended to `out` must come after flush().
+class line_copier {
+  public:
+    explicit line_copier(std::string& out) : out_(out) {}
+    void keep(const http::field& f) {
+        if (f.line_size == 0) { // not from the parser: no line to copy
+            flush();
+            append_field(out_, f.name, f.value);
+            return;
+        }
+        const char* const begin = f.name.data();
+        if (begin != end_) {
+            flush();
+            begin_ = begin;
+        }
+        end_ = begin + f.line_size;
+    }
+    void flush() {
+        if (begin_ != end_)
+            out_.append(begin_, static_cast<std::size_t>(end_ - begin_));
+        begin_ = end_ = nullptr;
+    }
+
+  private:
+    std::string& out_;
+    const char* begin_ = nullptr;
+    const char* end_ = nullptr;
+};
 
 } // namespace
 
 bool is_hop_by_hop(std::string_view name, const http::message_head& head) {
-    switch (name.size()) {
-    case 2:
-        if (iequals(name, "te"))
-            return true;
-        break;
-    case 7:
-        if (iequals(name, "upgrade") || iequals(name, "trailer"))
-            return true;
-        break;
-    case 10:
-        if (iequals(name, "connection") || iequals(name, "keep-alive"))
-            return true;
-        break;
-    case 16:
-        if (iequals(name, "proxy-connection"))
-            return true;
-        break;
-    case 17:
-        if (iequals(name, "transfer-encoding"))
-            return true;
-        break;
-    default:
-        break;
-    }
-    // Rarely set, so the scan for names listed in Connection is rarely run.
-    return head.connection_lists_fields && named_in_connection(name, head);
+    return is_hop_by_hop_name(http::classify_field_name(name)) ||
+           (head.connection_lists_fields && named_in_connection(name, head));
 }
 
 void build_upstream_request(const http::message_head& req, const forward_facts& facts,
                             std::string& out) {
+    using enum http::field_name;
     out.append(req.method);
     out.push_back(' ');
     out.append(facts.path);
@@ -93,43 +118,51 @@ void build_upstream_request(const http::message_head& req, const forward_facts& 
     std::string_view xf_proto;
     std::string_view xf_host;
     bool saw_host = false;
+    bool explicit_zero_length = false; // "Content-Length: 0", parsed as no body
 
+    line_copier lines(out);
     for (const auto& f : req.fields) {
-        const auto name = f.name;
-        if (is_framing_field(name) || is_hop_by_hop(name, req))
+        if (f.id == content_length) { // framing: set below
+            explicit_zero_length = true;
             continue;
-        if (iequals(name, facts.request_id_header))
+        }
+        if (is_hop_by_hop_field(f, req) || iequals(f.name, facts.request_id_header))
             continue;
-        if (name.size() == 15 && iequals(name, "x-forwarded-for")) {
+        switch (f.id) {
+        case x_forwarded_for:
             if (facts.peer_trusted && !f.value.empty())
                 xff_any = true;
             continue;
-        }
-        if (name.size() == 17 && iequals(name, "x-forwarded-proto")) {
+        case x_forwarded_proto:
             if (facts.peer_trusted && xf_proto.empty())
                 xf_proto = f.value;
             continue;
-        }
-        if (name.size() == 16 && iequals(name, "x-forwarded-host")) {
+        case x_forwarded_host:
             if (facts.peer_trusted && xf_host.empty())
                 xf_host = f.value;
             continue;
-        }
-        if (facts.strip_expect && name.size() == 6 && iequals(name, "expect"))
-            continue;
-        if (name.size() == 4 && iequals(name, "host")) {
+        case expect:
+            if (facts.strip_expect)
+                continue;
+            break;
+        case host:
             // One Host only, even if the client sent several; an
             // absolute-form target's authority replaces it (RFC 9112 3.2.2).
             if (saw_host)
                 continue;
             saw_host = true;
             if (!facts.authority.empty()) {
+                lines.flush();
                 append_field(out, "Host", facts.authority);
                 continue;
             }
+            break;
+        default:
+            break;
         }
-        append_field(out, name, f.value);
+        lines.keep(f);
     }
+    lines.flush();
     // HTTP/1.1 requires a Host (RFC 9112 3.2); an HTTP/1.0 client may have
     // sent none.
     if (!saw_host)
@@ -141,14 +174,10 @@ void build_upstream_request(const http::message_head& req, const forward_facts& 
         out.append("Content-Length: ");
         append_number(out, req.content_length);
         out.append("\r\n");
-    } else if (req.content_length == 0 && !req.fields.empty()) {
+    } else if (req.content_length == 0 && explicit_zero_length) {
         // An explicit "Content-Length: 0" (parsed as no body) is kept: some
         // servers demand a length on POST.
-        for (const auto& f : req.fields)
-            if (f.name.size() == 14 && iequals(f.name, "content-length")) {
-                out.append("Content-Length: 0\r\n");
-                break;
-            }
+        out.append("Content-Length: 0\r\n");
     }
 
     out.append("X-Forwarded-For: ");
@@ -156,7 +185,7 @@ void build_upstream_request(const http::message_head& req, const forward_facts& 
         // Several X-Forwarded-For fields form one list, in order; empty
         // ones add nothing.
         for (const auto& f : req.fields) {
-            if (f.name.size() != 15 || !iequals(f.name, "x-forwarded-for") || f.value.empty())
+            if (f.id != x_forwarded_for || f.value.empty())
                 continue;
             out.append(f.value);
             out.append(", ");
@@ -166,11 +195,11 @@ void build_upstream_request(const http::message_head& req, const forward_facts& 
     out.append("\r\n");
     append_field(out, "X-Forwarded-Proto",
                  !xf_proto.empty() ? xf_proto : (facts.tls ? std::string_view("https") : "http"));
-    const std::string_view host = !xf_host.empty()           ? xf_host
-                                  : !facts.authority.empty() ? facts.authority
-                                                             : req.host;
-    if (!host.empty())
-        append_field(out, "X-Forwarded-Host", host);
+    const std::string_view host_value = !xf_host.empty()           ? xf_host
+                                        : !facts.authority.empty() ? facts.authority
+                                                                   : req.host;
+    if (!host_value.empty())
+        append_field(out, "X-Forwarded-Host", host_value);
     append_field(out, facts.request_id_header, facts.request_id);
     if (facts.upgrade) {
         append_field(out, "Connection", "upgrade");
@@ -186,13 +215,19 @@ void build_client_response(const http::message_head& resp, const response_facts&
     out.push_back(' ');
     out.append(resp.reason.empty() ? reason_phrase(resp.status) : resp.reason);
     out.append("\r\n");
+    const http::field* length_field = nullptr; // the first Content-Length
+    line_copier lines(out);
     for (const auto& f : resp.fields) {
-        if (is_framing_field(f.name) || is_hop_by_hop(f.name, resp))
+        if (f.id == http::field_name::content_length) {
+            if (length_field == nullptr)
+                length_field = &f;
             continue;
-        if (iequals(f.name, facts.request_id_header))
+        }
+        if (is_hop_by_hop_field(f, resp) || iequals(f.name, facts.request_id_header))
             continue;
-        append_field(out, f.name, f.value);
+        lines.keep(f);
     }
+    lines.flush();
     switch (facts.body) {
     case http::framing::content_length:
         out.append("Content-Length: ");
@@ -206,11 +241,8 @@ void build_client_response(const http::message_head& resp, const response_facts&
     case http::framing::none:
         // Keep what the upstream said about the length (HEAD, 304, or an
         // explicit zero), minus any transfer coding.
-        for (const auto& f : resp.fields)
-            if (f.name.size() == 14 && iequals(f.name, "content-length")) {
-                append_field(out, f.name, f.value);
-                break;
-            }
+        if (length_field != nullptr)
+            append_field(out, length_field->name, length_field->value);
         break;
     case http::framing::until_close:
         break;

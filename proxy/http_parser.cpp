@@ -3,6 +3,10 @@
 #include <array>
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace sluice::proxy::http {
 namespace {
 
@@ -31,6 +35,33 @@ bool is_value_char(char c) {
     return u == '\t' || (u >= 0x20 && u != 0x7f);
 }
 
+// The offset of the first byte in p[i..n) that is not a value character,
+// or n. Sixteen bytes at a time where SSE2 is there: values are most of a
+// head's bytes.
+std::size_t skip_value_chars(const char* p, std::size_t i, std::size_t n) {
+#if defined(__SSE2__)
+    const __m128i flip = _mm_set1_epi8(static_cast<char>(0x80));
+    const __m128i below_space = _mm_set1_epi8(static_cast<char>(0x20 ^ 0x80));
+    const __m128i tab = _mm_set1_epi8('\t');
+    const __m128i del = _mm_set1_epi8(0x7f);
+    while (i + 16 <= n) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+        // Unsigned v < 0x20 (signed compare after flipping the top bit),
+        // except HTAB; or DEL.
+        const __m128i control = _mm_andnot_si128(
+            _mm_cmpeq_epi8(v, tab), _mm_cmplt_epi8(_mm_xor_si128(v, flip), below_space));
+        const __m128i bad = _mm_or_si128(control, _mm_cmpeq_epi8(v, del));
+        const int mask = _mm_movemask_epi8(bad);
+        if (mask != 0)
+            return i + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
+        i += 16;
+    }
+#endif
+    while (i < n && is_value_char(p[i]))
+        ++i;
+    return i;
+}
+
 // request-target characters: visible ASCII (no SP, no controls) and obs-text
 // is not allowed in targets.
 bool is_target_char(char c) {
@@ -48,6 +79,13 @@ std::string_view trim(std::string_view v) {
     while (!v.empty() && (v.back() == ' ' || v.back() == '\t'))
         v.remove_suffix(1);
     return v;
+}
+
+bool has_cr_or_lf(std::string_view v) {
+    bool any = false;
+    for (const char c : v)
+        any |= (c == '\r') | (c == '\n');
+    return any;
 }
 
 // Calls f(element) for each comma-separated, trimmed, non-empty element.
@@ -114,9 +152,7 @@ parse_status parse_fields(std::string_view lines, message_head& out) {
             return parse_status::space_before_colon;
         if (p[i] != ':')
             return parse_status::bad_field;
-        std::size_t j = i + 1;
-        while (j < n && is_value_char(p[j]))
-            ++j;
+        const std::size_t j = skip_value_chars(p, i + 1, n);
         if (j + 1 >= n || p[j] != '\r' || p[j + 1] != '\n')
             return parse_status::bad_field;
         const std::string_view name(p, i);
@@ -126,69 +162,63 @@ parse_status parse_fields(std::string_view lines, message_head& out) {
 
         if (out.fields.size() == max_fields)
             return parse_status::too_many_fields;
-        out.fields.push_back({name, value});
+        const auto id = classify_field_name(name);
+        out.fields.push_back({name, value, id, static_cast<std::uint32_t>(j + 2)});
 
-        // Only names the proxy acts on are looked at; compare length first.
-        switch (name.size()) {
-        case 4:
-            if (iequals(name, "host") && !seen_host) {
+        switch (id) {
+        case field_name::host:
+            if (!seen_host) {
                 // The first Host decides, even when empty: routing and
                 // forwarding must agree on one.
                 out.host = value;
                 seen_host = true;
             }
             break;
-        case 6:
-            if (iequals(name, "expect") && iequals(value, "100-continue"))
+        case field_name::expect:
+            if (iequals(value, "100-continue"))
                 out.expect_continue = true;
             break;
-        case 7:
-            if (iequals(name, "upgrade"))
-                out.upgrade = value;
+        case field_name::upgrade:
+            out.upgrade = value;
             break;
-        case 10:
-            if (iequals(name, "connection")) {
-                for_each_list_element(value, [&](std::string_view token) {
-                    if (iequals(token, "close"))
-                        out.connection_close = true;
-                    else if (iequals(token, "keep-alive"))
-                        out.connection_keep_alive = true;
-                    else if (iequals(token, "upgrade"))
-                        out.connection_upgrade = true;
-                    else
-                        out.connection_lists_fields = true;
-                });
-            }
+        case field_name::connection:
+            for_each_list_element(value, [&](std::string_view token) {
+                if (iequals(token, "close"))
+                    out.connection_close = true;
+                else if (iequals(token, "keep-alive"))
+                    out.connection_keep_alive = true;
+                else if (iequals(token, "upgrade"))
+                    out.connection_upgrade = true;
+                else
+                    out.connection_lists_fields = true;
+            });
             break;
-        case 14:
-            if (iequals(name, "content-length")) {
-                // Repeated identical values (also as a list) are one length;
-                // anything else is ambiguous framing.
-                bool ok = true;
-                bool any = false;
-                for_each_list_element(value, [&](std::string_view element) {
-                    any = true;
-                    std::uint64_t n = 0;
-                    if (!parse_decimal(element, n) || (seen_length && n != out.content_length)) {
-                        ok = false;
-                        return;
-                    }
-                    out.content_length = n;
-                    seen_length = true;
-                });
-                if (!ok || !any)
-                    return parse_status::bad_content_length;
-            }
+        case field_name::content_length: {
+            // Repeated identical values (also as a list) are one length;
+            // anything else is ambiguous framing.
+            bool ok = true;
+            bool any = false;
+            for_each_list_element(value, [&](std::string_view element) {
+                any = true;
+                std::uint64_t n = 0;
+                if (!parse_decimal(element, n) || (seen_length && n != out.content_length)) {
+                    ok = false;
+                    return;
+                }
+                out.content_length = n;
+                seen_length = true;
+            });
+            if (!ok || !any)
+                return parse_status::bad_content_length;
             break;
-        case 17:
-            if (iequals(name, "transfer-encoding")) {
-                // Several Transfer-Encoding fields would have to be joined
-                // to find the final coding; refuse instead.
-                if (seen_te)
-                    return parse_status::bad_transfer_encoding;
-                seen_te = true;
-                out.transfer_encoding = value;
-            }
+        }
+        case field_name::transfer_encoding:
+            // Several Transfer-Encoding fields would have to be joined to
+            // find the final coding; refuse instead.
+            if (seen_te)
+                return parse_status::bad_transfer_encoding;
+            seen_te = true;
+            out.transfer_encoding = value;
             break;
         default:
             break;
@@ -259,6 +289,41 @@ bool iequals(std::string_view a, std::string_view b) {
     return true;
 }
 
+field_name classify_field_name(std::string_view name) {
+    // Length first: most names match none, and fail there.
+    switch (name.size()) {
+    case 2:
+        return iequals(name, "te") ? field_name::te : field_name::other;
+    case 4:
+        return iequals(name, "host") ? field_name::host : field_name::other;
+    case 6:
+        return iequals(name, "expect") ? field_name::expect : field_name::other;
+    case 7:
+        if (iequals(name, "upgrade"))
+            return field_name::upgrade;
+        return iequals(name, "trailer") ? field_name::trailer : field_name::other;
+    case 10:
+        if (iequals(name, "connection"))
+            return field_name::connection;
+        return iequals(name, "keep-alive") ? field_name::keep_alive : field_name::other;
+    case 14:
+        return iequals(name, "content-length") ? field_name::content_length : field_name::other;
+    case 15:
+        return iequals(name, "x-forwarded-for") ? field_name::x_forwarded_for : field_name::other;
+    case 16:
+        if (iequals(name, "proxy-connection"))
+            return field_name::proxy_connection;
+        return iequals(name, "x-forwarded-host") ? field_name::x_forwarded_host : field_name::other;
+    case 17:
+        if (iequals(name, "transfer-encoding"))
+            return field_name::transfer_encoding;
+        return iequals(name, "x-forwarded-proto") ? field_name::x_forwarded_proto
+                                                  : field_name::other;
+    default:
+        return field_name::other;
+    }
+}
+
 void message_head::clear() {
     auto keep = std::move(fields);
     keep.clear();
@@ -292,9 +357,9 @@ bool has_bare_lf(std::string_view data, std::size_t from) {
     return false;
 }
 
-parse_status parse_request_head(std::string_view data, message_head& out) {
+parse_status parse_request_head(std::string_view data, message_head& out, std::size_t head_end) {
     out.clear();
-    const auto end = find_head_end(data, 0);
+    const auto end = head_end != 0 ? head_end : find_head_end(data, 0);
     if (end == 0) {
         // A head ending in bare LFs would never look complete: refuse it now
         // rather than wait for the header timeout.
@@ -308,7 +373,7 @@ parse_status parse_request_head(std::string_view data, message_head& out) {
     const auto line_end = head.find("\r\n");
     const std::string_view line = head.substr(0, line_end);
     // A bare CR or LF anywhere in the head is refused, not reinterpreted.
-    if (line.find_first_of("\r\n") != std::string_view::npos)
+    if (has_cr_or_lf(line))
         return parse_status::bad_start_line;
 
     // method SP request-target SP HTTP-version
@@ -338,15 +403,15 @@ parse_status parse_request_head(std::string_view data, message_head& out) {
     return parse_status::ok;
 }
 
-parse_status parse_response_head(std::string_view data, message_head& out) {
+parse_status parse_response_head(std::string_view data, message_head& out, std::size_t head_end) {
     out.clear();
-    const auto end = find_head_end(data, 0);
+    const auto end = head_end != 0 ? head_end : find_head_end(data, 0);
     if (end == 0)
         return parse_status::incomplete;
     const std::string_view head = data.substr(0, end);
     const auto line_end = head.find("\r\n");
     const std::string_view line = head.substr(0, line_end);
-    if (line.find_first_of("\r\n") != std::string_view::npos)
+    if (has_cr_or_lf(line))
         return parse_status::bad_start_line;
 
     // HTTP-version SP status-code SP [reason-phrase]

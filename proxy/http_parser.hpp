@@ -19,9 +19,37 @@ enum class framing : std::uint8_t {
     until_close,    // a response body that ends when the upstream closes
 };
 
+// The field names the proxy acts on, recognised once by the parser so the
+// header rewriting after it compares no names.
+enum class field_name : std::uint8_t {
+    other,
+    host,
+    content_length,
+    transfer_encoding,
+    connection,
+    upgrade,
+    expect,
+    te,
+    trailer,
+    keep_alive,
+    proxy_connection,
+    x_forwarded_for,
+    x_forwarded_proto,
+    x_forwarded_host,
+};
+
+// Which of the above `name` is (case-insensitively), or other.
+field_name classify_field_name(std::string_view name);
+
 struct field {
     std::string_view name;
     std::string_view value; // without leading and trailing whitespace
+    field_name id = field_name::other;
+    // The whole line as received, from the name to its CRLF inclusive
+    // (starts at name.data()); 0 for a field not made by the parser.
+    std::uint32_t line_size = 0;
+
+    std::string_view line() const { return {name.data(), line_size}; }
 };
 
 enum class parse_status : std::uint8_t {
@@ -90,8 +118,11 @@ struct message_head {
 // decided here (Content-Length / Transfer-Encoding, with the smuggling rules);
 // for responses the caller still applies the request method and status
 // (see response_framing).
-parse_status parse_request_head(std::string_view data, message_head& out);
-parse_status parse_response_head(std::string_view data, message_head& out);
+// `head_end`, when the caller has already found it (find_head_end), saves
+// looking for it again.
+parse_status parse_request_head(std::string_view data, message_head& out, std::size_t head_end = 0);
+parse_status parse_response_head(std::string_view data, message_head& out,
+                                 std::size_t head_end = 0);
 
 // The framing of a response body given the request it answers: HEAD requests
 // and 1xx/204/304 responses have none; otherwise what the head says, with a

@@ -389,6 +389,34 @@ TEST_CASE("build_upstream_request appends to the output", "[proxy][headers]") {
     CHECK(out.rfind("PREVIOUSGET / HTTP/1.1\r\n", 0) == 0);
 }
 
+TEST_CASE("forwarded fields go out byte for byte as received, in order", "[proxy][headers]") {
+    const auto facts = default_facts();
+    // Kept lines around dropped ones (hop-by-hop, the request ID, framing),
+    // with their own spacing and case.
+    const auto out = upstream_request("POST / HTTP/1.1\r\nhost:h\r\nX-A:1\r\nTE: trailers\r\n"
+                                      "x-b:   two  words \t\r\nX-Request-ID: old\r\n"
+                                      "Content-Length: 2\r\nX-C: 3\r\n\r\n",
+                                      facts);
+    CHECK(out.find("\r\nhost:h\r\nX-A:1\r\nx-b:   two  words \t\r\nX-C: 3\r\n") !=
+          std::string::npos);
+    CHECK(out.find("TE:") == std::string::npos);
+    CHECK(out.find("old") == std::string::npos);
+    CHECK(out.find("Content-Length: 2\r\n") != std::string::npos);
+}
+
+TEST_CASE("fields of a head built by hand are written from name and value", "[proxy][headers]") {
+    // A field the parser did not make has no line to copy.
+    http::message_head head;
+    head.method = "GET";
+    head.fields.push_back({"Host", "h", http::field_name::host});
+    head.fields.push_back({"X-A", "1"});
+    head.host = "h";
+    auto facts = default_facts();
+    std::string out;
+    proxy::build_upstream_request(head, facts, out);
+    CHECK(out.rfind("GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n", 0) == 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // build_client_response
 
@@ -410,6 +438,27 @@ TEST_CASE("the client response drops hop-by-hop fields and replaces the request 
     CHECK(out == "HTTP/1.1 200 OK\r\n"
                  "Content-Type: text/plain\r\n"
                  "Server: origin\r\n"
+                 "Content-Length: 5\r\n"
+                 "X-Request-ID: rid-1\r\n"
+                 "\r\n");
+}
+
+TEST_CASE("the client response keeps the upstream's field lines as received", "[proxy][headers]") {
+    const auto facts = default_response_facts(http::framing::content_length);
+    const std::string out = client_response("HTTP/1.1 200 OK\r\n"
+                                            "content-type:text/plain\r\n"
+                                            "Content-Length: 5\r\n"
+                                            "X-Pad:   a  b\t\r\n"
+                                            "Connection: close\r\n"
+                                            "Set-Cookie: a=1\r\n"
+                                            "Set-Cookie: b=2\r\n"
+                                            "\r\n",
+                                            facts);
+    CHECK(out == "HTTP/1.1 200 OK\r\n"
+                 "content-type:text/plain\r\n"
+                 "X-Pad:   a  b\t\r\n"
+                 "Set-Cookie: a=1\r\n"
+                 "Set-Cookie: b=2\r\n"
                  "Content-Length: 5\r\n"
                  "X-Request-ID: rid-1\r\n"
                  "\r\n");

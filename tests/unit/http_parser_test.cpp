@@ -428,6 +428,34 @@ TEST_CASE("control characters in field values are refused", "[proxy][http][smugg
     CHECK(parse_request(get_with({"X-A: " + value})) == parse_status::bad_field);
 }
 
+TEST_CASE("a control character anywhere in a long value is refused", "[proxy][http][smuggling]") {
+    // Values are scanned sixteen bytes at a time: put the byte in every
+    // position of the blocks and of the tail after them.
+    const char ctl =
+        GENERATE(char(0x00), char(0x01), char(0x0a), char(0x0d), char(0x1f), char(0x7f));
+    for (std::size_t at = 0; at < 45; ++at) {
+        std::string value(45, 'v');
+        value[at] = ctl;
+        CAPTURE(static_cast<int>(ctl), at);
+        CHECK(parse_request(get_with({"X-A: " + value})) == parse_status::bad_field);
+    }
+}
+
+TEST_CASE("tabs, spaces and obs-text are allowed throughout a long value", "[proxy][http]") {
+    std::string value;
+    for (int i = 0; i < 70; ++i)
+        value.push_back(i % 5 == 0   ? '\t'
+                        : i % 5 == 1 ? ' '
+                        : i % 5 == 2 ? '\x80'
+                        : i % 5 == 3 ? '\xff'
+                                     : '~');
+    value = "<" + value + ">";
+    http::message_head h;
+    const std::string head = get_with({"X-A: " + value});
+    REQUIRE(http::parse_request_head(head, h) == parse_status::ok);
+    CHECK(h.fields[1].value == value);
+}
+
 TEST_CASE("a horizontal tab inside a value is allowed", "[proxy][http]") {
     http::message_head h;
     const std::string head = get_with({"X-A: a\tb"});
@@ -924,4 +952,73 @@ TEST_CASE("bytes after the end arriving in the same read as the last byte are le
         CHECK(r.consumed == body.size());
         CHECK(r.payload == "hello");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Field names and lines as parsed
+
+TEST_CASE("the names the proxy acts on are recognised in any case", "[proxy][http]") {
+    using id = http::field_name;
+    const std::vector<std::pair<std::string, id>> names = {
+        {"host", id::host},
+        {"HOST", id::host},
+        {"Content-Length", id::content_length},
+        {"transfer-ENCODING", id::transfer_encoding},
+        {"Connection", id::connection},
+        {"Upgrade", id::upgrade},
+        {"Expect", id::expect},
+        {"TE", id::te},
+        {"Trailer", id::trailer},
+        {"Keep-Alive", id::keep_alive},
+        {"Proxy-Connection", id::proxy_connection},
+        {"X-Forwarded-For", id::x_forwarded_for},
+        {"x-forwarded-proto", id::x_forwarded_proto},
+        {"X-Forwarded-Host", id::x_forwarded_host},
+        {"Hos", id::other},
+        {"Hostx", id::other},
+        {"Content-Lengths", id::other},
+        {"Content_Length", id::other},
+        {"X-Forwarded-Fox", id::other},
+        {"Trailers", id::other},
+        {"", id::other},
+    };
+    for (const auto& [name, want] : names) {
+        CAPTURE(name);
+        CHECK(http::classify_field_name(name) == want);
+    }
+}
+
+TEST_CASE("each parsed field knows its name and its whole line as received", "[proxy][http]") {
+    http::message_head h;
+    const std::string head = "GET / HTTP/1.1\r\nhost:h\r\nX-Pad:  a b \t\r\n"
+                             "content-length: 0\r\nX-Empty:\r\n\r\n";
+    REQUIRE(http::parse_request_head(head, h) == parse_status::ok);
+    REQUIRE(h.fields.size() == 4);
+    CHECK(h.fields[0].id == http::field_name::host);
+    CHECK(h.fields[0].line() == "host:h\r\n");
+    CHECK(h.fields[1].id == http::field_name::other);
+    CHECK(h.fields[1].value == "a b");
+    CHECK(h.fields[1].line() == "X-Pad:  a b \t\r\n");
+    CHECK(h.fields[2].id == http::field_name::content_length);
+    CHECK(h.fields[2].line() == "content-length: 0\r\n");
+    CHECK(h.fields[3].line() == "X-Empty:\r\n");
+}
+
+TEST_CASE("a head parsed with its end given parses as without", "[proxy][http]") {
+    const std::string data = "GET /a HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\r\nGET /next";
+    const auto end = http::find_head_end(data, 0);
+    REQUIRE(end == data.size() - 9);
+    http::message_head with_end;
+    http::message_head without;
+    REQUIRE(http::parse_request_head(data, with_end, end) == parse_status::ok);
+    REQUIRE(http::parse_request_head(data, without) == parse_status::ok);
+    CHECK(with_end.head_size == without.head_size);
+    CHECK(with_end.fields.size() == 2);
+    CHECK(with_end.target == "/a");
+
+    const std::string response = "HTTP/1.1 204 No Content\r\nX-B: 2\r\n\r\n";
+    http::message_head r;
+    REQUIRE(http::parse_response_head(response, r, response.size()) == parse_status::ok);
+    CHECK(r.status == 204);
+    CHECK(r.fields.size() == 1);
 }
