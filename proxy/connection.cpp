@@ -22,6 +22,7 @@
 #include <array>
 #include <concepts>
 #include <chrono>
+#include <tuple>
 
 namespace sluice::proxy {
 namespace net = boost::asio;
@@ -125,6 +126,16 @@ struct upstream_sender_io {
         return c.stream.socket().async_write_some(b, std::forward<Token>(t));
     }
 };
+
+// Reads that never wait (relay.hpp), on a plain connection's socket.
+template <typename Buffers>
+std::size_t try_read_now(upstream_io& u, const Buffers& b, boost::system::error_code& ec) {
+    if (u.c.tls) {
+        ec = net::error::would_block;
+        return 0;
+    }
+    return sluice::proxy::try_read_now(u.c.stream, b, ec);
+}
 
 // Writes that never wait (relay.hpp), through either upstream adapter: on
 // the socket of a plain connection (non-blocking since it connected); TLS
@@ -415,6 +426,22 @@ template <typename Stream> class client_session final : public session_base {
         template <typename Buffers, typename Token>
         auto async_write_some(const Buffers& b, Token&& t) {
             return s->stream_.async_write_some(b, std::forward<Token>(t));
+        }
+        // relay_body's read that never waits (plain connections only). When
+        // it gets something, a deadline armed for an earlier wait is
+        // disarmed: it must not outlive that wait and later cancel whatever
+        // is pending on the connection (a response being written).
+        template <typename Buffers>
+        std::size_t read_now(const Buffers& b, boost::system::error_code& ec) {
+            const auto n = sluice::proxy::try_read_now(s->stream_, b, ec);
+            if (ec != net::error::would_block)
+                s->disarm_client_timer();
+            return n;
+        }
+        template <typename Buffers>
+        friend std::size_t try_read_now(client_source& c, const Buffers& b,
+                                        boost::system::error_code& ec) {
+            return c.read_now(b, ec);
         }
     };
     // How relaying the request body from the client ended, as the error the
@@ -846,9 +873,9 @@ template <typename Stream>
 net::awaitable<proxy_error>
 client_session<Stream>::read_response_head(upstream_connection& conn,
                                            std::chrono::milliseconds timeout, bool& any_byte) {
-    conn.stream.expires_after(timeout);
     std::size_t scanned = 0;
     std::size_t head_end = 0;
+    bool timer_armed = false;
     for (;;) {
         const auto data = conn.buffer.data();
         if (!data.empty())
@@ -860,7 +887,23 @@ client_session<Stream>::read_response_head(upstream_connection& conn,
             co_return proxy_error::bad_response;
         scanned = data.size();
         auto [p, room] = conn.buffer.prepare(read_chunk, max_response_head + read_chunk);
-        auto [ec, n] = co_await upstream_io{conn}.async_read_some(net::buffer(p, room), use_tuple);
+        // The answer is usually there already (the exchange yielded once
+        // after sending): take it without a wait, its timer or its
+        // completion's trip through the event loop. A plain connection's
+        // socket is non-blocking; TLS always waits.
+        boost::system::error_code ec = net::error::would_block;
+        std::size_t n = 0;
+        if (!conn.tls)
+            n = conn.stream.socket().receive(net::buffer(p, room), 0, ec);
+        if (ec == net::error::would_block) {
+            if (!timer_armed) {
+                // The timeout counts from the first wait, for the whole head.
+                timer_armed = true;
+                conn.stream.expires_after(timeout);
+            }
+            std::tie(ec, n) =
+                co_await upstream_io{conn}.async_read_some(net::buffer(p, room), use_tuple);
+        }
         if (ec == beast::error::timeout)
             co_return proxy_error::response_timeout;
         if (ec)

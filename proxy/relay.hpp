@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 namespace sluice::proxy {
@@ -93,6 +94,24 @@ inline constexpr std::size_t relay_buffer_limit = 64 * 1024;
 // already read from `src`, starting with the body; on return the body's
 // bytes have been consumed from it and whatever follows (a pipelined
 // request) is left. The first body bytes go out with the head in one write.
+// A read that never waits, the same way: a plain socket in non-blocking
+// mode gives what it has now; would_block when it has nothing (or the
+// source reads only asynchronously), and the caller then waits as usual.
+template <typename Stream, typename Buffers>
+std::size_t try_read_now(Stream&, const Buffers&, boost::system::error_code& ec) {
+    ec = boost::asio::error::would_block;
+    return 0;
+}
+template <typename Buffers>
+std::size_t try_read_now(boost::beast::tcp_stream& s, const Buffers& b,
+                         boost::system::error_code& ec) {
+    if (!s.socket().non_blocking()) {
+        ec = boost::asio::error::would_block;
+        return 0;
+    }
+    return s.socket().receive(b, 0, ec);
+}
+
 // `dechunk`: strip chunked framing (for HTTP/1.0 clients). `max_bytes`: 0 or
 // the most body bytes accepted. `stop`: when set, no further read or write
 // is started (the outcome is then read_failed).
@@ -195,9 +214,15 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
             r.outcome = relay_outcome::read_failed;
             co_return r;
         }
-        src.expires_after(read_timeout);
         auto [p, room] = src_buf.prepare(want, relay_buffer_limit);
-        auto [ec, n] = co_await src.async_read_some(net::buffer(p, room), use_tuple);
+        // What has arrived is taken at once; only an empty socket is waited
+        // for (with the read timeout, armed for that wait only).
+        boost::system::error_code ec;
+        std::size_t n = try_read_now(src, net::buffer(p, room), ec);
+        if (ec == net::error::would_block) {
+            src.expires_after(read_timeout);
+            std::tie(ec, n) = co_await src.async_read_some(net::buffer(p, room), use_tuple);
+        }
         if (n == room)
             want = relay_buffer_limit;
         if (ec) {
