@@ -338,6 +338,8 @@ template <typename Stream> class client_session final : public session_base {
     }
     // Reads and parses a request head into req_.
     net::awaitable<proxy_error> read_head(const config::config& cfg);
+    // Parses the head in in_ (ending at head_end) into req_ and checks it.
+    proxy_error parse_head(std::size_t head_end);
     // Answers with a response the proxy makes; returns keep_alive as sent.
     net::awaitable<bool> send_local(int status, std::string_view body, bool keep_alive,
                                     std::string_view location = {});
@@ -358,11 +360,8 @@ template <typename Stream> class client_session final : public session_base {
     // request that could not be retried if the upstream had just closed it).
     net::awaitable<proxy_error> connect_upstream(const upstream_entry& up, std::vector<int>& tried,
                                                  in_flight_guard& guard, bool verify_pooled);
-    net::awaitable<proxy_error> read_response_head(upstream_connection& conn,
-                                                   std::chrono::milliseconds timeout,
-                                                   bool& any_byte);
-    // read_response_head, skipping interim 1xx responses other than 101
-    // (the proxy answered Expect: 100-continue itself).
+    // Reads the response head into resp_, skipping interim 1xx responses
+    // other than 101 (the proxy answered Expect: 100-continue itself).
     net::awaitable<proxy_error> read_final_response_head(upstream_connection& conn,
                                                          std::chrono::milliseconds timeout,
                                                          bool& any_byte);
@@ -586,20 +585,24 @@ net::awaitable<proxy_error> client_session<Stream>::read_head(const config::conf
             co_return client_timed_out_ ? proxy_error::header_timeout : proxy_error::client_closed;
         in_.commit(n);
     }
+    co_return parse_head(head_end);
+}
+
+template <typename Stream> proxy_error client_session<Stream>::parse_head(std::size_t head_end) {
     const auto status = http::parse_request_head(in_.data(), req_, head_end);
     if (status != http::parse_status::ok) {
         log::debug("bad request", {{"reason", http::to_string(status)}, {"client", client_ip_}});
-        co_return status == http::parse_status::too_many_fields ? proxy_error::header_too_large
-                                                                : proxy_error::bad_request;
+        return status == http::parse_status::too_many_fields ? proxy_error::header_too_large
+                                                             : proxy_error::bad_request;
     }
     if (req_.fields.size() > http::max_forwarded_fields)
-        co_return proxy_error::header_too_large;
+        return proxy_error::header_too_large;
     // HTTP/1.1 requires exactly one Host (RFC 9112 3.2).
     if (req_.version_minor == 1 && req_.host.empty() &&
         std::none_of(req_.fields.begin(), req_.fields.end(),
                      [](const http::field& f) { return f.id == http::field_name::host; }))
-        co_return proxy_error::bad_request;
-    co_return proxy_error::none;
+        return proxy_error::bad_request;
+    return proxy_error::none;
 }
 
 template <typename Stream>
@@ -711,7 +714,14 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::serve_on
     path_.clear();
     host_.clear();
 
-    const auto head_error = co_await read_head(snap_->cfg);
+    // Usually the whole head came with the first read: parse it here,
+    // without read_head's coroutine.
+    auto head_error = proxy_error::none;
+    if (const auto end = http::find_head_end(in_.data(), 0);
+        end != 0 && end <= static_cast<std::size_t>(cfg.limits.max_header_bytes))
+        head_error = parse_head(end);
+    else
+        head_error = co_await read_head(cfg);
     if (head_error != proxy_error::none) {
         if (head_error == proxy_error::client_closed)
             co_return false;
@@ -870,50 +880,54 @@ client_session<Stream>::connect_upstream(const upstream_entry& up, std::vector<i
 }
 
 template <typename Stream>
-net::awaitable<proxy_error>
-client_session<Stream>::read_response_head(upstream_connection& conn,
-                                           std::chrono::milliseconds timeout, bool& any_byte) {
-    std::size_t scanned = 0;
-    std::size_t head_end = 0;
-    bool timer_armed = false;
-    for (;;) {
-        const auto data = conn.buffer.data();
-        if (!data.empty())
-            any_byte = true;
-        head_end = http::find_head_end(data, scanned);
-        if (head_end != 0)
-            break;
-        if (data.size() >= max_response_head)
-            co_return proxy_error::bad_response;
-        scanned = data.size();
-        auto [p, room] = conn.buffer.prepare(read_chunk, max_response_head + read_chunk);
-        // The answer is usually there already (the exchange yielded once
-        // after sending): take it without a wait, its timer or its
-        // completion's trip through the event loop. A plain connection's
-        // socket is non-blocking; TLS always waits.
-        boost::system::error_code ec = net::error::would_block;
-        std::size_t n = 0;
-        if (!conn.tls)
-            n = conn.stream.socket().receive(net::buffer(p, room), 0, ec);
-        if (ec == net::error::would_block) {
-            if (!timer_armed) {
-                // The timeout counts from the first wait, for the whole head.
-                timer_armed = true;
-                conn.stream.expires_after(timeout);
+net::awaitable<proxy_error> client_session<Stream>::read_final_response_head(
+    upstream_connection& conn, std::chrono::milliseconds timeout, bool& any_byte) {
+    for (;;) { // one head per round; interim 1xx heads (but 101) are skipped
+        std::size_t scanned = 0;
+        std::size_t head_end = 0;
+        bool timer_armed = false;
+        for (;;) {
+            const auto data = conn.buffer.data();
+            if (!data.empty())
+                any_byte = true;
+            head_end = http::find_head_end(data, scanned);
+            if (head_end != 0)
+                break;
+            if (data.size() >= max_response_head)
+                co_return proxy_error::bad_response;
+            scanned = data.size();
+            auto [p, room] = conn.buffer.prepare(read_chunk, max_response_head + read_chunk);
+            // The answer is usually there already (the exchange yielded once
+            // after sending): take it without a wait, its timer or its
+            // completion's trip through the event loop. A plain connection's
+            // socket is non-blocking; TLS always waits.
+            boost::system::error_code ec = net::error::would_block;
+            std::size_t n = 0;
+            if (!conn.tls)
+                n = conn.stream.socket().receive(net::buffer(p, room), 0, ec);
+            if (ec == net::error::would_block) {
+                if (!timer_armed) {
+                    // The timeout counts from the first wait, for the whole head.
+                    timer_armed = true;
+                    conn.stream.expires_after(timeout);
+                }
+                std::tie(ec, n) =
+                    co_await upstream_io{conn}.async_read_some(net::buffer(p, room), use_tuple);
             }
-            std::tie(ec, n) =
-                co_await upstream_io{conn}.async_read_some(net::buffer(p, room), use_tuple);
+            if (ec == beast::error::timeout)
+                co_return proxy_error::response_timeout;
+            if (ec)
+                co_return proxy_error::upstream_reset;
+            conn.buffer.commit(n);
         }
-        if (ec == beast::error::timeout)
-            co_return proxy_error::response_timeout;
-        if (ec)
-            co_return proxy_error::upstream_reset;
-        conn.buffer.commit(n);
+        if (http::parse_response_head(conn.buffer.data(), resp_, head_end) !=
+                http::parse_status::ok ||
+            resp_.fields.size() > http::max_forwarded_fields)
+            co_return proxy_error::bad_response;
+        if (resp_.status >= 200 || resp_.status == 101)
+            co_return proxy_error::none;
+        conn.buffer.consume(resp_.head_size);
     }
-    if (http::parse_response_head(conn.buffer.data(), resp_, head_end) != http::parse_status::ok ||
-        resp_.fields.size() > http::max_forwarded_fields)
-        co_return proxy_error::bad_response;
-    co_return proxy_error::none;
 }
 
 template <typename Stream>
@@ -1218,17 +1232,6 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
     }
     upstream_.reset();
     co_return keep_alive;
-}
-
-template <typename Stream>
-net::awaitable<proxy_error> client_session<Stream>::read_final_response_head(
-    upstream_connection& conn, std::chrono::milliseconds timeout, bool& any_byte) {
-    auto failure = co_await read_response_head(conn, timeout, any_byte);
-    while (failure == proxy_error::none && resp_.status < 200 && resp_.status != 101) {
-        conn.buffer.consume(resp_.head_size);
-        failure = co_await read_response_head(conn, timeout, any_byte);
-    }
-    co_return failure;
 }
 
 template <typename Stream>

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -58,6 +59,35 @@ std::size_t skip_value_chars(const char* p, std::size_t i, std::size_t n) {
     }
 #endif
     while (i < n && is_value_char(p[i]))
+        ++i;
+    return i;
+}
+
+// The offset of the first byte in p[i..n) that is not a token character,
+// or n. Where SSE2 is there, runs of the characters names are usually made
+// of (letters, digits, '-') go sixteen at a time; the table decides the rest.
+std::size_t skip_token_chars(const char* p, std::size_t i, std::size_t n) {
+#if defined(__SSE2__)
+    const auto in_range = [](__m128i v, char lo, char hi) {
+        // Unsigned v - lo <= hi - lo, as "saturating subtract gives 0".
+        const __m128i off = _mm_sub_epi8(v, _mm_set1_epi8(lo));
+        return _mm_cmpeq_epi8(_mm_subs_epu8(off, _mm_set1_epi8(static_cast<char>(hi - lo))),
+                              _mm_setzero_si128());
+    };
+    while (i + 16 <= n) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+        const __m128i letter = in_range(_mm_or_si128(v, _mm_set1_epi8(0x20)), 'a', 'z');
+        const __m128i digit = in_range(v, '0', '9');
+        const __m128i dash = _mm_cmpeq_epi8(v, _mm_set1_epi8('-'));
+        const int common = _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(letter, digit), dash));
+        if (common != 0xffff) {
+            i += static_cast<std::size_t>(__builtin_ctz(~static_cast<unsigned>(common)));
+            break;
+        }
+        i += 16;
+    }
+#endif
+    while (i < n && is_token_char(p[i]))
         ++i;
     return i;
 }
@@ -143,9 +173,7 @@ parse_status parse_fields(std::string_view lines, message_head& out) {
         if (p[0] == ' ' || p[0] == '\t')
             return parse_status::obs_fold;
 
-        std::size_t i = 0;
-        while (i < n && is_token_char(p[i]))
-            ++i;
+        const std::size_t i = skip_token_chars(p, 0, n);
         if (i == 0 || i == n)
             return parse_status::bad_field;
         if (p[i] == ' ' || p[i] == '\t')
@@ -289,35 +317,87 @@ bool iequals(std::string_view a, std::string_view b) {
     return true;
 }
 
+namespace {
+
+// A lowercase field name (letters and '-') as a template argument, so that
+// comparing with it can be a couple of word compares.
+template <std::size_t N> struct lowercase_name {
+    char text[N - 1]{}; // without the terminating NUL
+    consteval lowercase_name(const char (&s)[N]) {
+        for (std::size_t i = 0; i + 1 < N; ++i)
+            text[i] = s[i];
+    }
+    static constexpr std::size_t size = N - 1;
+};
+
+// Bytes of `Name` from `at`, and the bits to OR into a candidate's bytes
+// before comparing with them: 0x20 where Name has a letter (folding case),
+// none where it has '-' (which must then match exactly).
+template <auto Name, typename Word> constexpr Word name_word(std::size_t at, bool fold) {
+    Word w = 0;
+    for (std::size_t k = 0; k < sizeof(Word); ++k) {
+        const char c = Name.text[at + k];
+        const auto byte = fold ? (c >= 'a' && c <= 'z' ? 0x20 : 0) : static_cast<unsigned char>(c);
+        w |= static_cast<Word>(byte) << (8 * k); // little-endian, as the loads below
+    }
+    return w;
+}
+
+template <typename Word> Word load_word(const char* p) {
+    Word w;
+    std::memcpy(&w, p, sizeof w);
+    return w;
+}
+
+// Whether `name` (of Name's length) is Name, ignoring case: the first and
+// the last word-sized pieces (overlapping when the length is not a
+// multiple), each one OR and one compare.
+template <lowercase_name Name> bool is_name(std::string_view name) {
+    constexpr std::size_t n = Name.size;
+    using word = std::conditional_t<(n >= 8), std::uint64_t,
+                                    std::conditional_t<(n >= 4), std::uint32_t, std::uint16_t>>;
+    static_assert(n >= sizeof(word));
+    constexpr std::size_t last = n - sizeof(word);
+    constexpr word head = name_word<Name, word>(0, false);
+    constexpr word head_fold = name_word<Name, word>(0, true);
+    constexpr word tail = name_word<Name, word>(last, false);
+    constexpr word tail_fold = name_word<Name, word>(last, true);
+    const char* p = name.data();
+    return ((load_word<word>(p) | head_fold) == head) &
+           ((load_word<word>(p + last) | tail_fold) == tail);
+}
+
+} // namespace
+
 field_name classify_field_name(std::string_view name) {
     // Length first: most names match none, and fail there.
     switch (name.size()) {
     case 2:
-        return iequals(name, "te") ? field_name::te : field_name::other;
+        return is_name<"te">(name) ? field_name::te : field_name::other;
     case 4:
-        return iequals(name, "host") ? field_name::host : field_name::other;
+        return is_name<"host">(name) ? field_name::host : field_name::other;
     case 6:
-        return iequals(name, "expect") ? field_name::expect : field_name::other;
+        return is_name<"expect">(name) ? field_name::expect : field_name::other;
     case 7:
-        if (iequals(name, "upgrade"))
+        if (is_name<"upgrade">(name))
             return field_name::upgrade;
-        return iequals(name, "trailer") ? field_name::trailer : field_name::other;
+        return is_name<"trailer">(name) ? field_name::trailer : field_name::other;
     case 10:
-        if (iequals(name, "connection"))
+        if (is_name<"connection">(name))
             return field_name::connection;
-        return iequals(name, "keep-alive") ? field_name::keep_alive : field_name::other;
+        return is_name<"keep-alive">(name) ? field_name::keep_alive : field_name::other;
     case 14:
-        return iequals(name, "content-length") ? field_name::content_length : field_name::other;
+        return is_name<"content-length">(name) ? field_name::content_length : field_name::other;
     case 15:
-        return iequals(name, "x-forwarded-for") ? field_name::x_forwarded_for : field_name::other;
+        return is_name<"x-forwarded-for">(name) ? field_name::x_forwarded_for : field_name::other;
     case 16:
-        if (iequals(name, "proxy-connection"))
+        if (is_name<"proxy-connection">(name))
             return field_name::proxy_connection;
-        return iequals(name, "x-forwarded-host") ? field_name::x_forwarded_host : field_name::other;
+        return is_name<"x-forwarded-host">(name) ? field_name::x_forwarded_host : field_name::other;
     case 17:
-        if (iequals(name, "transfer-encoding"))
+        if (is_name<"transfer-encoding">(name))
             return field_name::transfer_encoding;
-        return iequals(name, "x-forwarded-proto") ? field_name::x_forwarded_proto
+        return is_name<"x-forwarded-proto">(name) ? field_name::x_forwarded_proto
                                                   : field_name::other;
     default:
         return field_name::other;
@@ -372,9 +452,9 @@ parse_status parse_request_head(std::string_view data, message_head& out, std::s
 
     const auto line_end = head.find("\r\n");
     const std::string_view line = head.substr(0, line_end);
-    // A bare CR or LF anywhere in the head is refused, not reinterpreted.
-    if (has_cr_or_lf(line))
-        return parse_status::bad_start_line;
+    // A bare CR or LF anywhere in the line is refused, not reinterpreted:
+    // neither is a token or target character, and a version holding one is
+    // malformed (not merely unsupported).
 
     // method SP request-target SP HTTP-version
     const auto sp1 = line.find(' ');
@@ -393,7 +473,7 @@ parse_status parse_request_head(std::string_view data, message_head& out, std::s
             return parse_status::bad_start_line;
     if (const auto st = parse_version(line.substr(sp2 + 1), out.version_minor);
         st != parse_status::ok)
-        return st;
+        return has_cr_or_lf(line) ? parse_status::bad_start_line : st;
 
     // Every remaining line must end in CRLF, with no stray CR or LF inside.
     std::string_view lines = head.substr(line_end + 2, end - 2 - (line_end + 2));
@@ -411,15 +491,15 @@ parse_status parse_response_head(std::string_view data, message_head& out, std::
     const std::string_view head = data.substr(0, end);
     const auto line_end = head.find("\r\n");
     const std::string_view line = head.substr(0, line_end);
-    if (has_cr_or_lf(line))
-        return parse_status::bad_start_line;
+    // A bare CR or LF in the line: the version, digits and reason checks
+    // below refuse it as malformed.
 
     // HTTP-version SP status-code SP [reason-phrase]
     if (line.size() < 8)
         return parse_status::bad_start_line;
     if (const auto st = parse_version(line.substr(0, line.find(' ')), out.version_minor);
         st != parse_status::ok)
-        return st;
+        return has_cr_or_lf(line) ? parse_status::bad_start_line : st;
     if (line.size() < 12 || line[8] != ' ')
         return parse_status::bad_start_line;
     int status = 0;

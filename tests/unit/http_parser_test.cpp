@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include "http_printers.hpp"
 
+#include <cctype>
 #include <string>
 #include <vector>
 
@@ -985,6 +986,48 @@ TEST_CASE("the names the proxy acts on are recognised in any case", "[proxy][htt
     for (const auto& [name, want] : names) {
         CAPTURE(name);
         CHECK(http::classify_field_name(name) == want);
+    }
+}
+
+TEST_CASE("names are compared exactly but for letter case", "[proxy][http]") {
+    // Every letter of a known name in either case; a byte that only differs
+    // in bit 0x20 from '-' or from a non-letter is another name.
+    const std::string name = "x-forwarded-proto";
+    for (std::size_t k = 0; k < name.size(); ++k) {
+        std::string upper = name;
+        upper[k] = static_cast<char>(std::toupper(static_cast<unsigned char>(upper[k])));
+        CAPTURE(upper);
+        CHECK(http::classify_field_name(upper) == http::field_name::x_forwarded_proto);
+        std::string other = name;
+        other[k] = static_cast<char>(other[k] ^ 0x20);
+        if (other[k] == '\r' || std::isalpha(static_cast<unsigned char>(other[k])) == 0) {
+            CAPTURE(other);
+            CHECK(http::classify_field_name(other) == http::field_name::other);
+        }
+    }
+    CHECK(http::classify_field_name("Content\rLength") == http::field_name::other);
+    CHECK(http::classify_field_name("te\x7f") == http::field_name::other);
+}
+
+TEST_CASE("long field names with any token characters parse; other bytes do not",
+          "[proxy][http][smuggling]") {
+    // Names are scanned sixteen bytes at a time for the usual characters:
+    // put the unusual ones, and a forbidden one, at every position.
+    const std::string tokens = "!#$%&'*+-.^_`|~";
+    for (std::size_t at = 0; at < 40; ++at) {
+        std::string name(40, 'n');
+        name[at] = tokens[at % tokens.size()];
+        http::message_head h;
+        const std::string head = get_with({name + ": v"});
+        CAPTURE(name);
+        REQUIRE(http::parse_request_head(head, h) == parse_status::ok);
+        CHECK(h.fields[1].name == name);
+        CHECK(h.fields[1].value == "v");
+
+        std::string bad = std::string(40, 'n');
+        bad[at] = at % 2 == 0 ? '(' : '\x80';
+        CAPTURE(bad);
+        CHECK(parse_request(get_with({bad + ": v"})) == parse_status::bad_field);
     }
 }
 
