@@ -426,17 +426,18 @@ template <typename Stream> class client_session final : public session_base {
         auto async_write_some(const Buffers& b, Token&& t) {
             return s->stream_.async_write_some(b, std::forward<Token>(t));
         }
-        // relay_body's read that never waits (plain connections only). When
-        // it gets something, a deadline armed for an earlier wait is
-        // disarmed: it must not outlive that wait and later cancel whatever
-        // is pending on the connection (a response being written).
+        // relay_body's read that never waits (plain connections only). Its
+        // outcome is its own: no earlier wait's timeout decides how it ended.
         template <typename Buffers>
         std::size_t read_now(const Buffers& b, boost::system::error_code& ec) {
             const auto n = sluice::proxy::try_read_now(s->stream_, b, ec);
             if (ec != net::error::would_block)
-                s->disarm_client_timer();
+                s->client_timed_out_ = false;
             return n;
         }
+        // After a wait: its deadline ends with it, so it cannot later cancel
+        // whatever is pending on the connection (a response being written).
+        void wait_done() { s->disarm_client_timer(); }
         template <typename Buffers>
         friend std::size_t try_read_now(client_source& c, const Buffers& b,
                                         boost::system::error_code& ec) {

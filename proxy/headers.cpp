@@ -25,7 +25,7 @@ void append_number(std::string& out, std::uint64_t n) {
 
 bool named_in_connection(std::string_view name, const http::message_head& head) {
     for (const auto& f : head.fields) {
-        if (f.id != http::field_name::connection)
+        if (f.name_id() != http::field_name::connection)
             continue;
         std::string_view v = f.value;
         while (!v.empty()) {
@@ -63,7 +63,7 @@ bool is_hop_by_hop_name(http::field_name id) {
 
 bool is_hop_by_hop_field(const http::field& f, const http::message_head& head) {
     // Rarely set, so the scan for names listed in Connection is rarely run.
-    return is_hop_by_hop_name(f.id) ||
+    return is_hop_by_hop_name(f.name_id()) ||
            (head.connection_lists_fields && named_in_connection(f.name, head));
 }
 
@@ -122,13 +122,13 @@ void build_upstream_request(const http::message_head& req, const forward_facts& 
 
     line_copier lines(out);
     for (const auto& f : req.fields) {
-        if (f.id == content_length) { // framing: set below
+        if (f.name_id() == content_length) { // framing: set below
             explicit_zero_length = true;
             continue;
         }
         if (is_hop_by_hop_field(f, req) || iequals(f.name, facts.request_id_header))
             continue;
-        switch (f.id) {
+        switch (f.name_id()) {
         case x_forwarded_for:
             if (facts.peer_trusted && !f.value.empty())
                 xff_any = true;
@@ -185,7 +185,7 @@ void build_upstream_request(const http::message_head& req, const forward_facts& 
         // Several X-Forwarded-For fields form one list, in order; empty
         // ones add nothing.
         for (const auto& f : req.fields) {
-            if (f.id != x_forwarded_for || f.value.empty())
+            if (f.name_id() != x_forwarded_for || f.value.empty())
                 continue;
             out.append(f.value);
             out.append(", ");
@@ -218,7 +218,7 @@ void build_client_response(const http::message_head& resp, const response_facts&
     const http::field* length_field = nullptr; // the first Content-Length
     line_copier lines(out);
     for (const auto& f : resp.fields) {
-        if (f.id == http::field_name::content_length) {
+        if (f.name_id() == http::field_name::content_length) {
             if (length_field == nullptr)
                 length_field = &f;
             continue;

@@ -1,6 +1,7 @@
 #include "proxy/http_parser.hpp"
 
 #include <array>
+#include <bit>
 #include <cstring>
 #include <type_traits>
 
@@ -342,6 +343,9 @@ template <auto Name, typename Word> constexpr Word name_word(std::size_t at, boo
     }
     return w;
 }
+
+// name_word lays the bytes out for a little-endian load.
+static_assert(std::endian::native == std::endian::little, "is_name compares little-endian words");
 
 template <typename Word> Word load_word(const char* p) {
     Word w;

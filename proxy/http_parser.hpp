@@ -50,6 +50,10 @@ struct field {
     std::uint32_t line_size = 0;
 
     std::string_view line() const { return {name.data(), line_size}; }
+    // id; for a field not made by the parser (and given no id), its name's.
+    field_name name_id() const {
+        return line_size != 0 || id != field_name::other ? id : classify_field_name(name);
+    }
 };
 
 enum class parse_status : std::uint8_t {

@@ -405,16 +405,24 @@ TEST_CASE("forwarded fields go out byte for byte as received, in order", "[proxy
 }
 
 TEST_CASE("fields of a head built by hand are written from name and value", "[proxy][headers]") {
-    // A field the parser did not make has no line to copy.
+    // A field the parser did not make has no line to copy, and its name is
+    // recognised from the text when it was given no id.
     http::message_head head;
     head.method = "GET";
     head.fields.push_back({"Host", "h", http::field_name::host});
     head.fields.push_back({"X-A", "1"});
+    head.fields.push_back({"connection", "close"});
+    head.fields.push_back({"Content-Length", "7"});
+    head.fields.push_back({"X-B", "2"});
     head.host = "h";
     auto facts = default_facts();
     std::string out;
     proxy::build_upstream_request(head, facts, out);
-    CHECK(out.rfind("GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n", 0) == 0);
+    CHECK(out.rfind("GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nX-B: 2\r\n", 0) == 0);
+    CHECK(out.find("close") == std::string::npos);
+    // The framing field is the head's own (no body: an explicit zero kept).
+    CHECK(out.find("Content-Length: 7") == std::string::npos);
+    CHECK(out.find("Content-Length: 0\r\n") != std::string::npos);
 }
 
 // ---------------------------------------------------------------------------------------------
