@@ -16,7 +16,11 @@ set -Eeuo pipefail
 
 usage() {
   cat <<'EOF'
-usage: bench/profile.sh [--only instructions|syscalls|perf] [--path /small] [--keep-tmp]
+usage: bench/profile.sh [--only instructions|syscalls|perf] [--path /small] [--new-connection]
+                        [--keep-tmp]
+
+--new-connection: every request on a new connection (scenario 3's shape)
+instead of keep-alive.
 
 Environment: SLUICE_BIN (build/release/proxy/sluice), SLUICE_BENCH
 (build/release/bench/sluice-bench), PROXY_CPU (0), CLIENT_CPU (1).
@@ -36,11 +40,14 @@ client_cpu=${CLIENT_CPU:-1}
 only=""
 path="/small"
 keep_tmp=0
+shape=keep-alive
+load_mode=()
 while (($# > 0)); do
   case "$1" in
     --only) only=$2; shift ;;
     --path) path=$2; shift ;;
     --keep-tmp) keep_tmp=1 ;;
+    --new-connection) shape="new connection per request"; load_mode=(--new-connection) ;;
     -h | --help) usage; exit 0 ;;
     *) echo "profile: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -63,7 +70,7 @@ url="http://127.0.0.1:$port$path"
 load() { # JSON ARGS...
   local json=$1
   shift
-  taskset -c "$client_cpu" "$bench_bin" load "$url" --threads 1 --json "$json" "$@" >/dev/null
+  taskset -c "$client_cpu" "$bench_bin" load "$url" --threads 1 --json "$json" "${load_mode[@]}" "$@" >/dev/null
 }
 requests_in() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['requests'])" "$1"; }
 
@@ -83,7 +90,7 @@ start_sluice() {
   load "$tmp/warm.json" --connections "$connections" --duration 1s
 }
 
-echo "## Profile: keep-alive \`GET $path\`, one worker"
+echo "## Profile: $shape, \`GET $path\`, one worker"
 echo
 echo "$("$sluice_bin" --version 2>/dev/null | head -1), commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 echo
