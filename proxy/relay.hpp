@@ -219,18 +219,21 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
             r.outcome = relay_outcome::read_failed;
             co_return r;
         }
-        auto [p, room] = src_buf.prepare(want, relay_buffer_limit);
         // What has arrived is taken at once; only an empty socket is waited
         // for (with the read timeout, armed for that wait only). A body that
         // keeps arriving as fast as it leaves gives the worker's other
         // connections their turn every few reads.
-        boost::system::error_code ec;
-        std::size_t n = 0;
         if (++reads_without_wait > max_reads_without_wait) {
             reads_without_wait = 0;
             co_await net::post(src.get_executor(), net::use_awaitable);
+            if (stop != nullptr && *stop) { // set while this yielded: no cancel reached us
+                r.outcome = relay_outcome::read_failed;
+                co_return r;
+            }
         }
-        n = try_read_now(src, net::buffer(p, room), ec);
+        auto [p, room] = src_buf.prepare(want, relay_buffer_limit);
+        boost::system::error_code ec;
+        std::size_t n = try_read_now(src, net::buffer(p, room), ec);
         if (ec == net::error::would_block) {
             reads_without_wait = 0;
             src.expires_after(read_timeout);
