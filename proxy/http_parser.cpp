@@ -1,6 +1,8 @@
 #include "proxy/http_parser.hpp"
 
+#include <algorithm>
 #include <array>
+#include <utility>
 #include <bit>
 #include <cstring>
 #include <type_traits>
@@ -353,22 +355,27 @@ template <typename Word> Word load_word(const char* p) {
     return w;
 }
 
-// Whether `name` (of Name's length) is Name, ignoring case: the first and
-// the last word-sized pieces (overlapping when the length is not a
-// multiple), each one OR and one compare.
+// Whether the word of `p` at `At` matches Name's there.
+template <auto Name, typename Word, std::size_t At> bool word_matches(const char* p) {
+    constexpr Word want = name_word<Name, Word>(At, false);
+    constexpr Word fold = name_word<Name, Word>(At, true);
+    return (load_word<Word>(p + At) | fold) == want;
+}
+
+// Whether `name` (of Name's length) is Name, ignoring case: word-sized
+// pieces covering every byte (the last one overlapping the one before when
+// the length is not a multiple), each one OR and one compare.
 template <lowercase_name Name> bool is_name(std::string_view name) {
     constexpr std::size_t n = Name.size;
     using word = std::conditional_t<(n >= 8), std::uint64_t,
                                     std::conditional_t<(n >= 4), std::uint32_t, std::uint16_t>>;
-    static_assert(n >= sizeof(word));
-    constexpr std::size_t last = n - sizeof(word);
-    constexpr word head = name_word<Name, word>(0, false);
-    constexpr word head_fold = name_word<Name, word>(0, true);
-    constexpr word tail = name_word<Name, word>(last, false);
-    constexpr word tail_fold = name_word<Name, word>(last, true);
+    constexpr std::size_t w = sizeof(word);
+    static_assert(n >= w);
     const char* p = name.data();
-    return ((load_word<word>(p) | head_fold) == head) &
-           ((load_word<word>(p + last) | tail_fold) == tail);
+    return [p]<std::size_t... I>(std::index_sequence<I...>) {
+        return (word_matches<Name, word, std::min(I * w, n - w)>(p) & ...);
+    }
+    (std::make_index_sequence<(n + w - 1) / w>{});
 }
 
 } // namespace

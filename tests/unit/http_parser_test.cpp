@@ -1009,6 +1009,39 @@ TEST_CASE("names are compared exactly but for letter case", "[proxy][http]") {
     CHECK(http::classify_field_name("te\x7f") == http::field_name::other);
 }
 
+TEST_CASE("a known name with any one byte replaced is another name", "[proxy][http]") {
+    // Every position of every name the proxy acts on is compared (names
+    // longer than sixteen bytes included).
+    const std::vector<std::pair<std::string, http::field_name>> names = {
+        {"te", http::field_name::te},
+        {"host", http::field_name::host},
+        {"expect", http::field_name::expect},
+        {"upgrade", http::field_name::upgrade},
+        {"trailer", http::field_name::trailer},
+        {"connection", http::field_name::connection},
+        {"keep-alive", http::field_name::keep_alive},
+        {"content-length", http::field_name::content_length},
+        {"x-forwarded-for", http::field_name::x_forwarded_for},
+        {"proxy-connection", http::field_name::proxy_connection},
+        {"x-forwarded-host", http::field_name::x_forwarded_host},
+        {"transfer-encoding", http::field_name::transfer_encoding},
+        {"x-forwarded-proto", http::field_name::x_forwarded_proto},
+    };
+    for (const auto& [name, id] : names) {
+        REQUIRE(http::classify_field_name(name) == id);
+        for (std::size_t k = 0; k < name.size(); ++k) {
+            for (const char c : {'+', '_', '0', 'q', 'Q', '-'}) {
+                if (std::tolower(static_cast<unsigned char>(c)) == name[k])
+                    continue;
+                std::string other = name;
+                other[k] = c;
+                CAPTURE(other);
+                CHECK(http::classify_field_name(other) != id);
+            }
+        }
+    }
+}
+
 TEST_CASE("long field names with any token characters parse; other bytes do not",
           "[proxy][http][smuggling]") {
     // Names are scanned sixteen bytes at a time for the usual characters:
