@@ -902,18 +902,16 @@ net::awaitable<proxy_error> client_session<Stream>::read_final_response_head(
             // after sending): take it without a wait, its timer or its
             // completion's trip through the event loop. A plain connection's
             // socket is non-blocking; TLS always waits.
-            boost::system::error_code ec = net::error::would_block;
-            std::size_t n = 0;
-            if (!conn.tls)
-                n = conn.stream.socket().receive(net::buffer(p, room), 0, ec);
+            upstream_io source{conn};
+            boost::system::error_code ec;
+            std::size_t n = try_read_now(source, net::buffer(p, room), ec);
             if (ec == net::error::would_block) {
                 if (!timer_armed) {
                     // The timeout counts from the first wait, for the whole head.
                     timer_armed = true;
                     conn.stream.expires_after(timeout);
                 }
-                std::tie(ec, n) =
-                    co_await upstream_io{conn}.async_read_some(net::buffer(p, room), use_tuple);
+                std::tie(ec, n) = co_await source.async_read_some(net::buffer(p, room), use_tuple);
             }
             if (ec == beast::error::timeout)
                 co_return proxy_error::response_timeout;

@@ -61,6 +61,8 @@ bool is_hop_by_hop_name(http::field_name id) {
     }
 }
 
+// Hop-by-hop fields of RFC 9110 7.6.1 plus Proxy-Connection and
+// Keep-Alive, and any field the head's Connection names.
 bool is_hop_by_hop_field(const http::field& f, const http::message_head& head) {
     // Rarely set, so the scan for names listed in Connection is rarely run.
     return is_hop_by_hop_name(f.name_id()) ||
@@ -99,11 +101,6 @@ class line_copier {
 };
 
 } // namespace
-
-bool is_hop_by_hop(std::string_view name, const http::message_head& head) {
-    return is_hop_by_hop_name(http::classify_field_name(name)) ||
-           (head.connection_lists_fields && named_in_connection(name, head));
-}
 
 void build_upstream_request(const http::message_head& req, const forward_facts& facts,
                             std::string& out) {

@@ -14,10 +14,6 @@
 
 namespace sluice::proxy {
 
-// Hop-by-hop fields of RFC 9110 7.6.1 plus Proxy-Connection and Keep-Alive,
-// and any field named in `connection_value` (a Connection field value).
-bool is_hop_by_hop(std::string_view name, const http::message_head& head);
-
 struct forward_facts {
     std::string_view client_ip;         // the TCP peer
     bool peer_trusted = false;          // peer within forwarded.trusted_proxies
