@@ -224,37 +224,45 @@ template <typename Stream> class client_session final : public session_base {
 
     // `contexts` (HTTPS only) is kept for the connection's life: the SNI
     // callback refers to it, and a reload may drop the snapshot that held it.
+    // `woken`: the connection was parked between requests (plain HTTP only)
+    // and is already counted open.
     client_session(worker& w, Stream stream, std::string listener_key, std::uint32_t listener_id,
-                   std::shared_ptr<tls::server_contexts> contexts)
+                   std::shared_ptr<tls::server_contexts> contexts, bool woken = false)
         : worker_(w), stream_(std::move(stream)), listener_key_(std::move(listener_key)),
           listener_id_(listener_id), contexts_(std::move(contexts)) {
+        // Set again per request (a reload may rename it); set here too so a
+        // request refused before routing (400, 408, 431) is logged with it.
+        if (const auto* l = worker_.current()->find_listener(listener_key_))
+            listener_name_ = l->cfg->name;
         boost::system::error_code ec;
         const auto peer = lowest().socket().remote_endpoint(ec);
         if (!ec) {
+            v6_ = peer.protocol() == tcp::v6();
             const auto [bytes, v6] = address_bytes(peer.address());
             client_ip_ = v6 ? peer.address().to_string() : ipv4_text(bytes);
             for (const auto& cidr : worker_.current()->cfg.forwarded.trusted_proxies)
                 peer_trusted_ = peer_trusted_ || cidr_contains(cidr, bytes, v6);
         }
-        lowest().socket().set_option(tcp::no_delay(true), ec);
         if constexpr (!is_tls) {
             // await_request's receive and try_write_now must never block the
             // worker: without non-blocking mode the connection is not served.
+            // (Set again on a woken connection: Asio keeps it per socket object.)
             lowest().socket().non_blocking(true, ec);
             if (ec)
                 lowest().socket().close(ec);
         }
-        // Set again per request (a reload may rename it); set here too so a
-        // request refused before routing (400, 408, 431) is logged with it.
-        if (const auto* l = worker_.current()->find_listener(listener_key_))
-            listener_name_ = l->cfg->name;
-        worker_.attach(this);
+        woken_ = woken;
+        worker_.attach(this, !woken);
+        if (woken)
+            return;
+        lowest().socket().set_option(tcp::no_delay(true), ec);
         worker_.metrics().on_connection_open(listener_id_);
     }
 
     ~client_session() override {
-        worker_.metrics().on_connection_close(listener_id_);
-        worker_.detach(this);
+        if (!parked_)
+            worker_.metrics().on_connection_close(listener_id_);
+        worker_.detach(this, !parked_);
     }
 
     // The connection's coroutine; owns the session (lifetime: until it returns).
@@ -264,8 +272,9 @@ template <typename Stream> class client_session final : public session_base {
                 co_return;
         }
         for (;;) {
-            // Between requests only this frame and await_request's stay:
-            // serve_one's (and all it called) are gone while idle.
+            // Between requests serve_one's frame (and all it called) is
+            // gone; a plain connection with nothing to read is parked by
+            // await_request and this coroutine ends too.
             if (self->in_.empty()) {
                 if (self->draining())
                     break;
@@ -481,9 +490,12 @@ template <typename Stream> class client_session final : public session_base {
     std::shared_ptr<tls::server_contexts> contexts_;
     std::string client_ip_;
     bool peer_trusted_ = false;
+    bool v6_ = false; // the socket's family
     bool draining() const { return drain_requested_ || worker_.draining(); }
 
     bool idle_ = false;            // waiting for the first byte of a request
+    bool woken_ = false;           // was parked and is readable: read at once
+    bool parked_ = false;          // the connection went on without this session
     bool drain_requested_ = false; // this connection's listener is going away
     bool linger_ = false;          // close gracefully: the client may still be sending
     byte_buffer in_{&worker_.blocks()};
@@ -665,36 +677,36 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
         co_return true;
     } else {
         // Plain HTTP: try the socket at once (under load the next request
-        // is usually there); if nothing has come, give the receive block
-        // back and wait for readability, so an idle connection holds none.
+        // is usually there); if nothing has come, park the connection with
+        // the worker, so an idle one holds neither session nor coroutine.
         auto& socket = lowest().socket();
         // The response usually went out without waiting: let the event loop
         // run once first, so the client has a chance to send again.
-        co_await net::post(stream_.get_executor(), net::use_awaitable);
-        for (;;) {
-            const auto& cfg = worker_.current()->cfg; // (not used after the wait)
-            auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(cfg));
-            boost::system::error_code ec;
-            const auto n = socket.receive(net::buffer(p, room), 0, ec); // non-blocking
-            if (!ec) {
-                in_.commit(n);
-                co_return true;
-            }
-            if (ec != net::error::would_block)
-                co_return false; // closed or reset
-            shed_idle_memory();
-            // A drain that began during the yield above found this
-            // connection busy and left it; from here on_drain closes it.
-            if (draining())
-                co_return false;
-            idle_ = true;
-            arm_client_timer(cfg.timeouts.client_idle);
-            auto [wec] = co_await socket.async_wait(tcp::socket::wait_read, use_tuple);
-            disarm_client_timer();
-            idle_ = false;
-            if (wec)
-                co_return false; // client_idle passed, or the connection was closed
+        if (woken_)
+            woken_ = false;
+        else
+            co_await net::post(stream_.get_executor(), net::use_awaitable);
+        const auto& cfg = worker_.current()->cfg;
+        auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(cfg));
+        boost::system::error_code ec;
+        const auto n = socket.receive(net::buffer(p, room), 0, ec); // non-blocking
+        if (!ec) {
+            in_.commit(n);
+            co_return true;
         }
+        if (ec != net::error::would_block)
+            co_return false; // closed or reset
+        shed_idle_memory();
+        // A drain that began during the yield above found this connection
+        // busy and left it open: close it now.
+        if (draining())
+            co_return false;
+        // Parked: this session and its coroutine end, the connection stays
+        // open, and the worker starts a new session when the next request
+        // arrives.
+        worker_.park(lowest().release_socket(), listener_id_, v6_);
+        parked_ = true;
+        co_return false;
     }
 }
 
@@ -1466,6 +1478,17 @@ void start_session(worker& w, tcp::socket socket, const std::string& listener_ke
         w, beast::tcp_stream(std::move(socket)), listener_key, listener->metrics_id, nullptr);
     net::co_spawn(w.io(), client_session<beast::tcp_stream>::serve(std::move(session)),
                   net::detached);
+}
+
+bool resume_session(worker& w, tcp::socket socket, std::uint32_t listener_id) {
+    const auto* listener = w.current()->find_listener_by_id(listener_id);
+    if (listener == nullptr || listener->tls)
+        return false; // removed (or made HTTPS) by a reload
+    auto session = std::make_unique<client_session<beast::tcp_stream>>(
+        w, beast::tcp_stream(std::move(socket)), listener->key, listener_id, nullptr, true);
+    net::co_spawn(w.io(), client_session<beast::tcp_stream>::serve(std::move(session)),
+                  net::detached);
+    return true;
 }
 
 } // namespace sluice::proxy

@@ -45,6 +45,13 @@ const listener_entry* snapshot::find_listener(std::string_view key) const {
     return nullptr;
 }
 
+const listener_entry* snapshot::find_listener_by_id(std::uint32_t metrics_id) const {
+    for (const auto& l : listeners)
+        if (l.metrics_id == metrics_id)
+            return &l;
+    return nullptr;
+}
+
 const upstream_entry* snapshot::find_upstream(std::string_view name) const {
     for (const auto& u : upstreams)
         if (u.cfg->name == name)

@@ -61,6 +61,8 @@ struct snapshot {
     const upstream_entry* find_upstream(std::string_view name) const;
     // The listener bound at `key`, or nullptr (a reload removed it).
     const listener_entry* find_listener(std::string_view key) const;
+    // The same by its metrics id (one per key for the process's life).
+    const listener_entry* find_listener_by_id(std::uint32_t metrics_id) const;
 };
 
 // The name last seen for a listener metrics id (control thread only).

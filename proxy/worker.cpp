@@ -3,6 +3,12 @@
 #include "proxy/connection.hpp"
 #include "proxy/log.hpp"
 
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
@@ -40,8 +46,13 @@ worker::~worker() {
     for (auto* s : current)
         if (sessions_.count(s) != 0)
             s->close_now();
+    draining_ = true; // a parked connection woken from here on closes
+    close_parked_if([](const parked_connection&) { return true; });
     pool_.sweep(std::chrono::steady_clock::duration::zero());
     pool_sweep_timer_.cancel();
+    idle_sweep_timer_.cancel();
+    if (parked_events_)
+        parked_events_->close(ignored);
     log_flush_timer_.cancel();
     io_.restart();
     io_.run_for(std::chrono::seconds(5));
@@ -137,6 +148,13 @@ void worker::publish(std::shared_ptr<const snapshot> next, std::vector<new_accep
                 if (sessions_.count(session) != 0 && session->listener() == key)
                     session->on_drain();
         }
+        if (!removed.empty())
+            close_parked_if([&](const parked_connection& c) {
+                return snapshot_->find_listener_by_id(c.listener_id) == nullptr;
+            });
+        // client_idle may have changed: the sweep follows the new value.
+        if (parked_head_ != nullptr)
+            arm_idle_sweep(parked_head_->since + snapshot_->cfg.timeouts.client_idle);
         for (auto& a : added) {
             auto slot = std::make_shared<acceptor_slot>(
                 acceptor_slot{std::move(a.acceptor), std::move(a.key)});
@@ -166,6 +184,7 @@ void worker::begin_drain() {
         for (auto* s : current)
             if (sessions_.count(s) != 0)
                 s->on_drain();
+        close_parked_if([](const parked_connection&) { return true; });
         pool_.sweep(std::chrono::steady_clock::duration::zero());
     });
 }
@@ -176,6 +195,7 @@ void worker::close_all() {
         for (auto* s : current)
             if (sessions_.count(s) != 0)
                 s->close_now();
+        close_parked_if([](const parked_connection&) { return true; });
         pool_.sweep(std::chrono::steady_clock::duration::zero());
     });
 }
@@ -185,6 +205,7 @@ void worker::stop_and_join() {
         return;
     net::post(io_, [this] {
         pool_sweep_timer_.cancel();
+        idle_sweep_timer_.cancel();
         log_flush_timer_.cancel();
         io_.stop();
     });
@@ -208,16 +229,157 @@ void worker::log_access(const access_record& r) {
     });
 }
 
-void worker::attach(session_base* s) {
-    process_connections.fetch_add(1, std::memory_order_relaxed);
+void worker::attach(session_base* s, bool opens) {
+    if (opens)
+        process_connections.fetch_add(1, std::memory_order_relaxed);
     sessions_.insert(s);
-    active_.store(static_cast<int>(sessions_.size()), std::memory_order_relaxed);
+    update_active();
 }
 
-void worker::detach(session_base* s) {
-    process_connections.fetch_sub(1, std::memory_order_relaxed);
+void worker::detach(session_base* s, bool closes) {
+    if (closes)
+        process_connections.fetch_sub(1, std::memory_order_relaxed);
     sessions_.erase(s);
-    active_.store(static_cast<int>(sessions_.size()), std::memory_order_relaxed);
+    update_active();
+}
+
+void worker::update_active() {
+    active_.store(static_cast<int>(sessions_.size() + parked_), std::memory_order_relaxed);
+}
+
+void worker::park(tcp::socket socket, std::uint32_t listener_id, bool v6) {
+    if (!parked_events_) {
+        const int epfd = ::epoll_create1(EPOLL_CLOEXEC);
+        if (epfd < 0) {
+            log::error("cannot park idle connections",
+                       {{"error", std::strerror(errno)}, log::num("worker", id_)});
+            connection_closed(listener_id); // (the socket closes on return)
+            return;
+        }
+        parked_events_ = std::make_unique<net::posix::stream_descriptor>(io_, epfd);
+        wait_parked();
+    }
+    // Taken out of the event loop (one epoll_ctl), into parked_events_.
+    boost::system::error_code ec;
+    const int fd = socket.release(ec);
+    if (ec) {
+        connection_closed(listener_id);
+        return;
+    }
+    auto* c = new parked_connection{fd, v6, listener_id, std::chrono::steady_clock::now()};
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = c;
+    ++parked_;
+    if (::epoll_ctl(parked_events_->native_handle(), EPOLL_CTL_ADD, fd, &ev) != 0) {
+        close_parked(c);
+        return;
+    }
+    c->prev = parked_tail_;
+    (parked_tail_ != nullptr ? parked_tail_->next : parked_head_) = c;
+    parked_tail_ = c;
+    update_active();
+    if (!idle_sweep_armed_)
+        arm_idle_sweep(c->since + snapshot_->cfg.timeouts.client_idle);
+}
+
+void worker::wait_parked() {
+    parked_events_->async_wait(net::posix::stream_descriptor::wait_read,
+                               [this](boost::system::error_code ec) {
+                                   if (ec)
+                                       return; // closed: the worker is stopping
+                                   wake_parked();
+                                   wait_parked();
+                               });
+}
+
+// Every readable parked connection goes back into the event loop with a new
+// session. All of them, each time: the event loop watches parked_events_
+// edge-triggered, so events left pending would not wake it again.
+void worker::wake_parked() {
+    constexpr int batch = 64;
+    epoll_event events[batch];
+    for (;;) {
+        const int n = ::epoll_wait(parked_events_->native_handle(), events, batch, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        for (int i = 0; i < n; ++i) {
+            auto* c = static_cast<parked_connection*>(events[i].data.ptr);
+            unlink(c);
+            ::epoll_ctl(parked_events_->native_handle(), EPOLL_CTL_DEL, c->fd, nullptr);
+            tcp::socket socket(io_);
+            boost::system::error_code ec;
+            socket.assign(c->v6 ? tcp::v6() : tcp::v4(), c->fd, ec);
+            if (ec || draining_ || !resume_session(*this, std::move(socket), c->listener_id)) {
+                if (!ec)
+                    c->fd = -1; // the socket closed it
+                close_parked(c);
+                continue;
+            }
+            --parked_;
+            delete c;
+        }
+        if (n < batch)
+            break;
+    }
+    update_active();
+}
+
+void worker::connection_closed(std::uint32_t listener_id) {
+    metrics_.on_connection_close(listener_id);
+    process_connections.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void worker::unlink(parked_connection* c) {
+    (c->prev != nullptr ? c->prev->next : parked_head_) = c->next;
+    (c->next != nullptr ? c->next->prev : parked_tail_) = c->prev;
+    c->prev = c->next = nullptr;
+}
+
+void worker::close_parked(parked_connection* c) {
+    if (c->fd >= 0)
+        ::close(c->fd); // (which also takes it out of parked_events_)
+    connection_closed(c->listener_id);
+    --parked_;
+    update_active();
+    delete c;
+}
+
+template <typename Pred> void worker::close_parked_if(Pred which) {
+    for (auto* c = parked_head_; c != nullptr;) {
+        auto* next = c->next;
+        if (which(*c)) {
+            unlink(c);
+            close_parked(c);
+        }
+        c = next;
+    }
+}
+
+void worker::arm_idle_sweep(std::chrono::steady_clock::time_point at) {
+    idle_sweep_armed_ = true;
+    idle_sweep_timer_.expires_at(at); // replaces a wait already pending
+    idle_sweep_timer_.async_wait([this](boost::system::error_code ec) {
+        if (ec)
+            return; // replaced, or the worker is stopping
+        idle_sweep_armed_ = false;
+        sweep_idle();
+    });
+}
+
+// The list is in parking order, so the connections whose client_idle has
+// passed are at its head (client_idle is read now: a reload changes it for
+// the connections already parked too).
+void worker::sweep_idle() {
+    const auto limit = snapshot_->cfg.timeouts.client_idle;
+    const auto now = std::chrono::steady_clock::now();
+    while (parked_head_ != nullptr && parked_head_->since + limit <= now) {
+        auto* c = parked_head_;
+        unlink(c);
+        close_parked(c);
+    }
+    if (parked_head_ != nullptr)
+        arm_idle_sweep(parked_head_->since + limit);
 }
 
 } // namespace sluice::proxy

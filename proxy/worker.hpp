@@ -14,9 +14,12 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <thread>
@@ -83,8 +86,16 @@ class worker {
     request_id_generator& ids() { return ids_; }
     worker_metrics& metrics() { return metrics_; }
     void log_access(const access_record& r);
-    void attach(session_base* s);
-    void detach(session_base* s);
+    // A session starts (`opens`: on a new connection, not a woken parked
+    // one) or ends (`closes`: its connection too, not parked).
+    void attach(session_base* s, bool opens);
+    void detach(session_base* s, bool closes);
+    // Parks a plain-HTTP client connection between requests (ARCHITECTURE
+    // "Memory between requests"): the worker keeps its descriptor, with no
+    // session, coroutine or Asio state, until its next request arrives (a
+    // new session then serves it), client_idle passes or a drain closes it.
+    // The connection stays counted as open. `v6`: the socket's family.
+    void park(boost::asio::ip::tcp::socket socket, std::uint32_t listener_id, bool v6);
 
   private:
     struct acceptor_slot {
@@ -94,6 +105,27 @@ class worker {
     // Lifetime: the loop holds its slot, so removing it from acceptors_ is safe.
     void accept_loop(std::shared_ptr<acceptor_slot> slot);
     void arm_pool_sweep();
+    // A parked connection: its descriptor is registered with parked_events_
+    // (an epoll instance of its own) instead of the event loop.
+    struct parked_connection {
+        int fd;
+        bool v6;
+        std::uint32_t listener_id;
+        std::chrono::steady_clock::time_point since;
+        parked_connection* prev = nullptr; // the parked list, oldest first
+        parked_connection* next = nullptr;
+    };
+    // A connection that was counted open (attach) has closed.
+    void connection_closed(std::uint32_t listener_id);
+    void wait_parked();
+    void wake_parked();
+    void unlink(parked_connection* c);
+    // Closes a parked connection (unlinked) and frees it.
+    void close_parked(parked_connection* c);
+    template <typename Pred> void close_parked_if(Pred which);
+    void arm_idle_sweep(std::chrono::steady_clock::time_point at);
+    void sweep_idle();
+    void update_active();
 
     const int id_;
     // Declared before io_: coroutine frames destroyed with io_ may still
@@ -104,6 +136,11 @@ class worker {
     std::shared_ptr<const snapshot> snapshot_;
     std::vector<std::shared_ptr<acceptor_slot>> acceptors_;
     std::unordered_set<session_base*> sessions_;
+    // Readable when a parked connection is (opened at the first park).
+    std::unique_ptr<boost::asio::posix::stream_descriptor> parked_events_;
+    parked_connection* parked_head_ = nullptr;
+    parked_connection* parked_tail_ = nullptr;
+    std::size_t parked_ = 0;
     upstream_pool pool_{io_};
     request_id_generator ids_;
     access_log_writer access_log_;
@@ -111,6 +148,8 @@ class worker {
     boost::asio::steady_timer log_flush_timer_{io_};
     bool log_flush_armed_ = false;
     boost::asio::steady_timer pool_sweep_timer_{io_};
+    boost::asio::steady_timer idle_sweep_timer_{io_};
+    bool idle_sweep_armed_ = false;
     bool draining_ = false;
 
     // Written by the worker, read by the control thread to see a drain end.
