@@ -224,39 +224,36 @@ template <typename Stream> class client_session final : public session_base {
 
     // `contexts` (HTTPS only) is kept for the connection's life: the SNI
     // callback refers to it, and a reload may drop the snapshot that held it.
-    // `woken`: the connection was parked between requests (plain HTTP only)
-    // and is already counted open.
+    // `peer`: the client's address. `woken`: the connection was parked
+    // between requests (plain HTTP only) and is already counted open.
     client_session(worker& w, Stream stream, std::string listener_key, std::uint32_t listener_id,
-                   std::shared_ptr<tls::server_contexts> contexts, bool woken = false)
+                   std::shared_ptr<tls::server_contexts> contexts, const tcp::endpoint& peer,
+                   bool woken = false)
         : worker_(w), stream_(std::move(stream)), listener_key_(std::move(listener_key)),
           listener_id_(listener_id), contexts_(std::move(contexts)) {
         // Set again per request (a reload may rename it); set here too so a
         // request refused before routing (400, 408, 431) is logged with it.
         if (const auto* l = worker_.current()->find_listener(listener_key_))
             listener_name_ = l->cfg->name;
-        boost::system::error_code ec;
-        const auto peer = lowest().socket().remote_endpoint(ec);
-        if (!ec) {
-            v6_ = peer.protocol() == tcp::v6();
-            const auto [bytes, v6] = address_bytes(peer.address());
-            client_ip_ = v6 ? peer.address().to_string() : ipv4_text(bytes);
-            for (const auto& cidr : worker_.current()->cfg.forwarded.trusted_proxies)
-                peer_trusted_ = peer_trusted_ || cidr_contains(cidr, bytes, v6);
-        }
+        v6_ = peer.protocol() == tcp::v6();
+        const auto [bytes, v6] = address_bytes(peer.address());
+        client_ip_ = v6 ? peer.address().to_string() : ipv4_text(bytes);
+        for (const auto& cidr : worker_.current()->cfg.forwarded.trusted_proxies)
+            peer_trusted_ = peer_trusted_ || cidr_contains(cidr, bytes, v6);
         if constexpr (!is_tls) {
             // await_request's receive and try_write_now must never block the
             // worker: without non-blocking mode the connection is not served.
             // (Set again on a woken connection: Asio keeps it per socket object.)
+            boost::system::error_code ec;
             lowest().socket().non_blocking(true, ec);
             if (ec)
                 lowest().socket().close(ec);
         }
+        // (TCP_NODELAY comes from the listening socket.)
         woken_ = woken;
         worker_.attach(this, !woken);
-        if (woken)
-            return;
-        lowest().socket().set_option(tcp::no_delay(true), ec);
-        worker_.metrics().on_connection_open(listener_id_);
+        if (!woken)
+            worker_.metrics().on_connection_open(listener_id_);
     }
 
     ~client_session() override {
@@ -1461,7 +1458,8 @@ template <typename Stream> void client_session<Stream>::log_request() {
 
 } // namespace
 
-void start_session(worker& w, tcp::socket socket, const std::string& listener_key) {
+void start_session(worker& w, tcp::socket socket, const tcp::endpoint& peer,
+                   const std::string& listener_key) {
     const auto* listener = w.current()->find_listener(listener_key);
     if (listener == nullptr)
         return; // removed by a reload a moment ago: close
@@ -1470,12 +1468,12 @@ void start_session(worker& w, tcp::socket socket, const std::string& listener_ke
         auto& initial = contexts->initial();
         auto session = std::make_unique<client_session<tls_stream>>(
             w, tls_stream(beast::tcp_stream(std::move(socket)), initial), listener_key,
-            listener->metrics_id, std::move(contexts));
+            listener->metrics_id, std::move(contexts), peer);
         net::co_spawn(w.io(), client_session<tls_stream>::serve(std::move(session)), net::detached);
         return;
     }
     auto session = std::make_unique<client_session<beast::tcp_stream>>(
-        w, beast::tcp_stream(std::move(socket)), listener_key, listener->metrics_id, nullptr);
+        w, beast::tcp_stream(std::move(socket)), listener_key, listener->metrics_id, nullptr, peer);
     net::co_spawn(w.io(), client_session<beast::tcp_stream>::serve(std::move(session)),
                   net::detached);
 }
@@ -1484,8 +1482,12 @@ bool resume_session(worker& w, tcp::socket socket, std::uint32_t listener_id) {
     const auto* listener = w.current()->find_listener_by_id(listener_id);
     if (listener == nullptr || listener->tls)
         return false; // removed (or made HTTPS) by a reload
+    boost::system::error_code ec;
+    const auto peer = socket.remote_endpoint(ec);
+    if (ec)
+        return false; // (the client has gone)
     auto session = std::make_unique<client_session<beast::tcp_stream>>(
-        w, beast::tcp_stream(std::move(socket)), listener->key, listener_id, nullptr, true);
+        w, beast::tcp_stream(std::move(socket)), listener->key, listener_id, nullptr, peer, true);
     net::co_spawn(w.io(), client_session<beast::tcp_stream>::serve(std::move(session)),
                   net::detached);
     return true;

@@ -14,7 +14,9 @@ class worker;
 
 // Starts serving `socket`, accepted on the listener bound at `listener_key`
 // (see snapshot.hpp). The connection keeps itself alive until it closes.
-void start_session(worker& w, boost::asio::ip::tcp::socket socket, const std::string& listener_key);
+// `peer`: the client's address, as accept returned it.
+void start_session(worker& w, boost::asio::ip::tcp::socket socket,
+                   const boost::asio::ip::tcp::endpoint& peer, const std::string& listener_key);
 
 // Serves the next request of a connection the worker parked (see
 // worker::park), now readable, accepted on the listener with metrics id

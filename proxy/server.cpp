@@ -56,6 +56,10 @@ std::unique_ptr<tcp::acceptor> bind_acceptor(net::io_context& io, const config::
     acceptor->open(endpoint.protocol(), ec);
     if (!ec)
         acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+    // Accepted connections inherit TCP_NODELAY from the listening socket
+    // (Linux): no setsockopt per connection.
+    if (!ec)
+        acceptor->set_option(tcp::no_delay(true), ec);
     if (!ec && reuse_port) {
         const int one = 1;
         if (::setsockopt(acceptor->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) !=

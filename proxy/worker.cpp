@@ -86,8 +86,9 @@ void worker::accept_loop(std::shared_ptr<acceptor_slot> slot_ptr) {
             bool logged_exhaustion = false;
             net::steady_timer backoff(io_);
             for (;;) {
+                tcp::endpoint peer; // from accept itself: no getpeername per connection
                 auto [ec, socket] =
-                    co_await slot.acceptor->async_accept(net::as_tuple(net::use_awaitable));
+                    co_await slot.acceptor->async_accept(peer, net::as_tuple(net::use_awaitable));
                 if (ec == net::error::operation_aborted || !slot.acceptor->is_open())
                     co_return;
                 if (ec) {
@@ -112,7 +113,7 @@ void worker::accept_loop(std::shared_ptr<acceptor_slot> slot_ptr) {
                     backoff.expires_after(std::chrono::milliseconds(5));
                     co_await backoff.async_wait(net::as_tuple(net::use_awaitable));
                 }
-                start_session(*this, std::move(socket), slot.key);
+                start_session(*this, std::move(socket), peer, slot.key);
             }
         },
         net::detached);
