@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <regex>
 #include <string>
 #include <unordered_set>
@@ -132,4 +133,35 @@ TEST_CASE("two generators seeded from the OS differ", "[proxy][request_id]") {
     proxy::request_id_generator a;
     proxy::request_id_generator b;
     CHECK(next_id(a) != next_id(b));
+}
+
+TEST_CASE("a seeded generator's IDs are its random words in order, as hex", "[proxy][request_id]") {
+    // The first two 64-bit words of xoshiro256** seeded by splitmix64(1) and
+    // (42), most significant byte first, with the version and variant bits set.
+    proxy::request_id_generator one(1);
+    CHECK(next_id(one) == "b3f2af6d-0fc7-40c5-853b-559647364cea");
+    CHECK(next_id(one) == "92f89756-082a-4514-a42e-1c7bc266a3a7");
+    proxy::request_id_generator forty_two(42);
+    CHECK(next_id(forty_two) == "15780b2e-0c2e-4716-a104-d9866d113a7e");
+    CHECK(next_id(forty_two) == "ae175332-39e4-49a1-acb8-ad4703b360a1");
+}
+
+TEST_CASE("every hex digit appears at every random position of new IDs", "[proxy][request_id]") {
+    proxy::request_id_generator g(99);
+    std::array<std::array<bool, 16>, 36> seen{};
+    for (int i = 0; i < 4000; ++i) {
+        const auto id = next_id(g);
+        REQUIRE(std::regex_match(id, uuid_v4));
+        for (std::size_t p = 0; p < id.size(); ++p)
+            if (id[p] != '-')
+                seen[p][id[p] <= '9' ? id[p] - '0' : id[p] - 'a' + 10] = true;
+    }
+    for (std::size_t p = 0; p < 36; ++p) {
+        if (p == 8 || p == 13 || p == 18 || p == 23 || p == 14 || p == 19)
+            continue; // dashes, the version digit, the variant digit
+        for (int d = 0; d < 16; ++d) {
+            CAPTURE(p, d);
+            CHECK(seen[p][d]);
+        }
+    }
 }
