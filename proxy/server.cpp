@@ -398,8 +398,10 @@ reload_result server_impl::reload(const char* trigger) {
 std::vector<worker::new_acceptor> server_impl::bind_everywhere(const config::listener& listener,
                                                                std::string& error) {
     std::vector<worker::new_acceptor> out;
-    for (auto& w : workers_) {
-        auto acceptor = bind_acceptor(w->io(), listener.address, true, error);
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+        // Bound on the control thread's io_context; the worker moves it into
+        // its own (worker::adopt: its event loop does not lock for I/O).
+        auto acceptor = bind_acceptor(io_, listener.address, true, error);
         if (!acceptor)
             return {};
         out.push_back({std::move(acceptor), listener_key(listener)});

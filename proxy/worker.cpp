@@ -62,7 +62,24 @@ worker::~worker() {
 
 void worker::add_acceptor(new_acceptor a) {
     acceptors_.push_back(
-        std::make_shared<acceptor_slot>(acceptor_slot{std::move(a.acceptor), std::move(a.key)}));
+        std::make_shared<acceptor_slot>(acceptor_slot{adopt(*a.acceptor), std::move(a.key)}));
+}
+
+std::unique_ptr<tcp::acceptor> worker::adopt(tcp::acceptor& a) {
+    boost::system::error_code ec;
+    const auto protocol = a.local_endpoint(ec).protocol();
+    const int fd = ec ? -1 : a.release(ec);
+    auto adopted = std::make_unique<tcp::acceptor>(io_);
+    if (!ec)
+        adopted->assign(protocol, fd, ec);
+    if (ec) {
+        // (Left closed: its accept loop ends at once.)
+        log::error("cannot take over a listening socket",
+                   {{"error", ec.message()}, log::num("worker", id_)});
+        if (fd >= 0)
+            ::close(fd);
+    }
+    return adopted;
 }
 
 void worker::start() {
@@ -158,7 +175,7 @@ void worker::publish(std::shared_ptr<const snapshot> next, std::vector<new_accep
             arm_idle_sweep(parked_head_->since + snapshot_->cfg.timeouts.client_idle);
         for (auto& a : added) {
             auto slot = std::make_shared<acceptor_slot>(
-                acceptor_slot{std::move(a.acceptor), std::move(a.key)});
+                acceptor_slot{adopt(*a.acceptor), std::move(a.key)});
             acceptors_.push_back(slot);
             if (!draining_)
                 accept_loop(slot);

@@ -55,8 +55,9 @@ class worker {
     int id() const { return id_; }
     boost::asio::io_context& io() { return io_; }
 
-    // An acceptor (opened, bound and listening on this worker's io_context)
-    // for the listener bound at `key`.
+    // An acceptor (opened, bound and listening on any io_context other than
+    // this worker's: the worker re-registers its socket with its own event
+    // loop, on its own thread) for the listener bound at `key`.
     struct new_acceptor {
         std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor;
         std::string key;
@@ -104,6 +105,8 @@ class worker {
     };
     // Lifetime: the loop holds its slot, so removing it from acceptors_ is safe.
     void accept_loop(std::shared_ptr<acceptor_slot> slot);
+    // `a`'s socket, registered with this worker's event loop instead.
+    std::unique_ptr<boost::asio::ip::tcp::acceptor> adopt(boost::asio::ip::tcp::acceptor& a);
     void arm_pool_sweep();
     // A parked connection: its descriptor is registered with parked_events_
     // (an epoll instance of its own) instead of the event loop.
@@ -131,7 +134,10 @@ class worker {
     // Declared before io_: coroutine frames destroyed with io_ may still
     // hold buffers that give their blocks back here.
     block_pool blocks_{receive_block_size, spare_blocks};
-    boost::asio::io_context io_{1};
+    // One thread runs it, and only that thread touches its sockets: its
+    // reactor takes no lock per I/O operation (the scheduler and descriptor
+    // registration still lock, for posts and timers from other threads).
+    boost::asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
     std::thread thread_;
     std::shared_ptr<const snapshot> snapshot_;
     std::vector<std::shared_ptr<acceptor_slot>> acceptors_;
