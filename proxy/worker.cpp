@@ -83,6 +83,14 @@ std::unique_ptr<tcp::acceptor> worker::adopt(tcp::acceptor& a) {
 }
 
 void worker::start() {
+    const int epfd = ::epoll_create1(EPOLL_CLOEXEC);
+    if (epfd >= 0) {
+        parked_events_ = std::make_unique<net::posix::stream_descriptor>(io_, epfd);
+        wait_parked();
+    } else {
+        log::error("cannot create the parked set: idle connections will be closed",
+                   {{"error", std::strerror(errno)}, log::num("worker", id_)});
+    }
     for (const auto& slot : acceptors_)
         accept_loop(slot);
     arm_pool_sweep();
@@ -267,15 +275,8 @@ void worker::update_active() {
 
 void worker::park(tcp::socket socket, std::uint32_t listener_id, bool v6) {
     if (!parked_events_) {
-        const int epfd = ::epoll_create1(EPOLL_CLOEXEC);
-        if (epfd < 0) {
-            log::error("cannot park idle connections",
-                       {{"error", std::strerror(errno)}, log::num("worker", id_)});
-            connection_closed(listener_id); // (the socket closes on return)
-            return;
-        }
-        parked_events_ = std::make_unique<net::posix::stream_descriptor>(io_, epfd);
-        wait_parked();
+        connection_closed(listener_id); // no parked set (see start): the socket closes on return
+        return;
     }
     // Taken out of the event loop (one epoll_ctl), into parked_events_.
     boost::system::error_code ec;

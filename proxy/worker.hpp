@@ -142,7 +142,7 @@ class worker {
     std::shared_ptr<const snapshot> snapshot_;
     std::vector<std::shared_ptr<acceptor_slot>> acceptors_;
     std::unordered_set<session_base*> sessions_;
-    // Readable when a parked connection is (opened at the first park).
+    // Readable when a parked connection is (opened by start()).
     std::unique_ptr<boost::asio::posix::stream_descriptor> parked_events_;
     parked_connection* parked_head_ = nullptr;
     parked_connection* parked_tail_ = nullptr;
