@@ -39,6 +39,14 @@ constexpr std::size_t max_response_head = 64 * 1024;
 constexpr std::size_t head_headroom = 256;
 constexpr auto linger_time = std::chrono::seconds(1);
 constexpr std::size_t linger_bytes = 64 * 1024;
+// A plain connection idle this long between requests is parked (worker::park).
+// A client with its next request ready sends it within a round trip, on the
+// networks an ingress proxy serves well under this; such short gaps are
+// waited for in the session's coroutine, because parking and waking cost four
+// epoll_ctl calls and a new session. Kept short so that a burst of
+// connections going idle together never has its sessions all alive at once
+// (the allocator keeps the high-water mark).
+constexpr std::chrono::milliseconds park_after{10};
 
 bool idempotent(std::string_view method) {
     return method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE" ||
@@ -674,8 +682,9 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
         co_return true;
     } else {
         // Plain HTTP: try the socket at once (under load the next request
-        // is usually there); if nothing has come, park the connection with
-        // the worker, so an idle one holds neither session nor coroutine.
+        // is usually there); if nothing has come, wait a moment, then park
+        // the connection with the worker, so an idle one holds neither
+        // session nor coroutine.
         auto& socket = lowest().socket();
         // The response usually went out without waiting: let the event loop
         // run once first, so the client has a chance to send again.
@@ -683,7 +692,7 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
             woken_ = false;
         else
             co_await net::post(stream_.get_executor(), net::use_awaitable);
-        const auto& cfg = worker_.current()->cfg;
+        const auto& cfg = worker_.current()->cfg; // (not used after the wait)
         auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(cfg));
         boost::system::error_code ec;
         const auto n = socket.receive(net::buffer(p, room), 0, ec); // non-blocking
@@ -693,15 +702,35 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
         }
         if (ec != net::error::would_block)
             co_return false; // closed or reset
-        shed_idle_memory();
-        // A drain that began during the yield above found this connection
-        // busy and left it open: close it now.
+        // A drain that began during the yield above found this
+        // connection busy and left it; from here on_drain closes it.
         if (draining())
             co_return false;
-        // Parked: this session and its coroutine end, the connection stays
-        // open, and the worker starts a new session when the next request
-        // arrives.
-        worker_.park(lowest().release_socket(), listener_id_, v6_);
+        // A short gap (a client sending its next request soon) is waited
+        // for here, with a receive (unlike a readiness wait, Asio starts
+        // it without an epoll_ctl); a connection idle for park_after is
+        // parked.
+        const auto since = steady_clock::now();
+        const auto client_idle = cfg.timeouts.client_idle;
+        // Waiting must not keep an old configuration alive across reloads.
+        snap_.reset();
+        upstream_name_ = {}; // (a view into it)
+        idle_ = true;
+        arm_client_timer(std::min(park_after, client_idle));
+        auto [rec, got] = co_await socket.async_receive(net::buffer(p, room), use_tuple);
+        disarm_client_timer();
+        idle_ = false;
+        if (!rec) {
+            in_.commit(got);
+            co_return true;
+        }
+        if (!client_timed_out_ || client_idle <= park_after || draining() || !socket.is_open())
+            co_return false; // client_idle passed, or the connection was closed
+        // Parked: this session and its coroutine end, the connection
+        // stays open, and the worker starts a new session when the next
+        // request arrives.
+        shed_idle_memory();
+        worker_.park(lowest().release_socket(), listener_id_, v6_, since);
         parked_ = true;
         co_return false;
     }

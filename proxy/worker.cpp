@@ -273,7 +273,8 @@ void worker::update_active() {
     active_.store(static_cast<int>(sessions_.size() + parked_), std::memory_order_relaxed);
 }
 
-void worker::park(tcp::socket socket, std::uint32_t listener_id, bool v6) {
+void worker::park(tcp::socket socket, std::uint32_t listener_id, bool v6,
+                  std::chrono::steady_clock::time_point idle_since) {
     if (!parked_events_) {
         connection_closed(listener_id); // no parked set (see start): the socket closes on return
         return;
@@ -285,7 +286,9 @@ void worker::park(tcp::socket socket, std::uint32_t listener_id, bool v6) {
         connection_closed(listener_id);
         return;
     }
-    auto* c = new parked_connection{fd, v6, listener_id, std::chrono::steady_clock::now()};
+    // (Parked in idle_since order but for timer jitter: the sweep, which
+    // stops at the first connection not yet due, is late by that at most.)
+    auto* c = new parked_connection{fd, v6, listener_id, idle_since};
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.ptr = c;

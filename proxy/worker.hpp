@@ -95,8 +95,10 @@ class worker {
     // "Memory between requests"): the worker keeps its descriptor, with no
     // session, coroutine or Asio state, until its next request arrives (a
     // new session then serves it), client_idle passes or a drain closes it.
-    // The connection stays counted as open. `v6`: the socket's family.
-    void park(boost::asio::ip::tcp::socket socket, std::uint32_t listener_id, bool v6);
+    // The connection stays counted as open. `v6`: the socket's family;
+    // `idle_since`: when its idle time (client_idle) began.
+    void park(boost::asio::ip::tcp::socket socket, std::uint32_t listener_id, bool v6,
+              std::chrono::steady_clock::time_point idle_since);
 
   private:
     struct acceptor_slot {
