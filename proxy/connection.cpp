@@ -42,7 +42,7 @@ constexpr std::size_t linger_bytes = 64 * 1024;
 // A plain connection idle this long between requests is parked (worker::park).
 // A client with its next request ready sends it within a round trip, on the
 // networks an ingress proxy serves well under this; such short gaps are
-// waited for in the session's coroutine, because parking and waking cost four
+// waited for in the session's coroutine, because parking and waking cost four or five
 // epoll_ctl calls and a new session. Kept short so that a burst of
 // connections going idle together never has its sessions all alive at once
 // (the allocator keeps the high-water mark).
@@ -1508,9 +1508,11 @@ void start_session(worker& w, tcp::socket socket, const tcp::endpoint& peer,
 }
 
 bool resume_session(worker& w, tcp::socket socket, std::uint32_t listener_id) {
+    // (A reload that made the listener HTTPS leaves its connections plain,
+    // as it does those not parked.)
     const auto* listener = w.current()->find_listener_by_id(listener_id);
-    if (listener == nullptr || listener->tls)
-        return false; // removed (or made HTTPS) by a reload
+    if (listener == nullptr)
+        return false; // removed by a reload
     boost::system::error_code ec;
     const auto peer = socket.remote_endpoint(ec);
     if (ec)

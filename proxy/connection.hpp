@@ -20,8 +20,9 @@ void start_session(worker& w, boost::asio::ip::tcp::socket socket,
 
 // Serves the next request of a connection the worker parked (see
 // worker::park), now readable, accepted on the listener with metrics id
-// `listener_id`. False when no session took it (its listener has gone): the
-// socket is closed, and the caller counts the connection closed.
+// `listener_id`. False when no session took it (its listener has gone, or
+// the client has): the socket is closed, and the caller counts the
+// connection closed.
 bool resume_session(worker& w, boost::asio::ip::tcp::socket socket, std::uint32_t listener_id);
 
 } // namespace sluice::proxy

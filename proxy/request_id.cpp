@@ -1,6 +1,8 @@
 #include "proxy/request_id.hpp"
 
+#if defined(__SSE2__)
 #include <emmintrin.h>
+#endif
 
 #include <cstring>
 #include <random>
@@ -56,14 +58,16 @@ std::uint64_t request_id_generator::next64() {
     return result;
 }
 
-// Hex digits 16 bytes at a time (SSE2), then the dashes: the ID is made on
-// every request.
+// Hex digits 16 bytes at a time (SSE2, else a byte at a time), then the
+// dashes: the ID is made on every request.
 void request_id_generator::next(std::array<char, 36>& out) {
     std::uint64_t words[2] = {__builtin_bswap64(next64()), __builtin_bswap64(next64())};
     std::uint8_t b[16];
     std::memcpy(b, words, sizeof b);
     b[6] = static_cast<std::uint8_t>((b[6] & 0x0f) | 0x40); // version 4
     b[8] = static_cast<std::uint8_t>((b[8] & 0x3f) | 0x80); // variant 10xx
+    char hex[32];
+#if defined(__SSE2__)
     const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b));
     const __m128i low4 = _mm_set1_epi8(0x0f);
     const __m128i high = _mm_and_si128(_mm_srli_epi16(bytes, 4), low4);
@@ -74,9 +78,15 @@ void request_id_generator::next(std::array<char, 36>& out) {
             _mm_and_si128(_mm_cmpgt_epi8(n, _mm_set1_epi8(9)), _mm_set1_epi8(39));
         return _mm_add_epi8(_mm_add_epi8(n, _mm_set1_epi8('0')), letters);
     };
-    char hex[32];
     _mm_storeu_si128(reinterpret_cast<__m128i*>(hex), digits(_mm_unpacklo_epi8(high, low)));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(hex + 16), digits(_mm_unpackhi_epi8(high, low)));
+#else
+    static constexpr char digit[] = "0123456789abcdef";
+    for (int i = 0; i < 16; ++i) {
+        hex[2 * i] = digit[b[i] >> 4];
+        hex[2 * i + 1] = digit[b[i] & 0x0f];
+    }
+#endif
     char* o = out.data();
     std::memcpy(o, hex, 8);
     o[8] = '-';

@@ -301,8 +301,11 @@ void worker::park(tcp::socket socket, std::uint32_t listener_id, bool v6,
     (parked_tail_ != nullptr ? parked_tail_->next : parked_head_) = c;
     parked_tail_ = c;
     update_active();
-    if (!idle_sweep_armed_)
-        arm_idle_sweep(c->since + snapshot_->cfg.timeouts.client_idle);
+    // (Armed already for a later deadline when a reload shortened
+    // client_idle while nothing was parked.)
+    const auto due = c->since + snapshot_->cfg.timeouts.client_idle;
+    if (!idle_sweep_armed_ || due < idle_sweep_timer_.expiry())
+        arm_idle_sweep(due);
 }
 
 void worker::wait_parked() {
@@ -316,8 +319,7 @@ void worker::wait_parked() {
 }
 
 // Every readable parked connection goes back into the event loop with a new
-// session. All of them, each time: the event loop watches parked_events_
-// edge-triggered, so events left pending would not wake it again.
+// session, all of them at each wake-up (in batches of 64).
 void worker::wake_parked() {
     constexpr int batch = 64;
     epoll_event events[batch];
@@ -359,8 +361,14 @@ void worker::unlink(parked_connection* c) {
 }
 
 void worker::close_parked(parked_connection* c) {
-    if (c->fd >= 0)
-        ::close(c->fd); // (which also takes it out of parked_events_)
+    if (c->fd >= 0) {
+        // Out of the parked set first: close alone leaves the registration
+        // (and this record's address in it) while anything else holds the
+        // socket open, if only for a moment (/proc readers, lsof).
+        if (parked_events_)
+            ::epoll_ctl(parked_events_->native_handle(), EPOLL_CTL_DEL, c->fd, nullptr);
+        ::close(c->fd);
+    }
     connection_closed(c->listener_id);
     --parked_;
     update_active();
