@@ -117,7 +117,7 @@ class worker {
         bool v6;
         std::uint32_t listener_id;
         std::chrono::steady_clock::time_point since; // its idle time began
-        parked_connection* prev = nullptr; // the parked list, oldest first
+        parked_connection* prev = nullptr;           // the parked list, oldest first
         parked_connection* next = nullptr;
     };
     // A connection that was counted open (attach) has closed.
