@@ -407,10 +407,13 @@ template <typename Stream> class client_session final : public session_base {
         client_timed_out_ = false;
         client_timer_armed_ = true;
         client_timer_.expires_after(d);
+        ++client_timer_waits_;
         client_timer_.async_wait(
             [this, round = ++client_timer_round_](boost::system::error_code ec) {
-                // Lifetime: the timer is a member; when the session is destroyed
-                // this runs with operation_aborted and returns.
+                // Lifetime: finish() waits until every wait's handler has run
+                // (one may be queued, expired, as the read it was to cancel
+                // completes and the session ends).
+                --client_timer_waits_;
                 if (ec || round != client_timer_round_)
                     return;
                 client_timed_out_ = true;
@@ -508,6 +511,7 @@ template <typename Stream> class client_session final : public session_base {
     // Beast's stream timeout would close the socket, this one only cancels.
     net::steady_timer client_timer_{stream_.get_executor()};
     std::uint64_t client_timer_round_ = 0; // tells a stale wakeup from the current one
+    int client_timer_waits_ = 0;           // client_timer_ handlers not yet run
     bool client_timer_armed_ = false;      // armed since the last disarm
     bool client_timed_out_ = false;
     http::message_head req_;
@@ -545,6 +549,10 @@ template <typename Stream> void client_session<Stream>::close_sockets() {
 }
 
 template <typename Stream> net::awaitable<void> client_session<Stream>::finish() {
+    // client_timer_'s handlers refer to this session: let them all run.
+    disarm_client_timer();
+    while (client_timer_waits_ > 0)
+        co_await net::post(stream_.get_executor(), net::use_awaitable);
     if (linger_ && lowest().socket().is_open()) {
         // Half-close, then drain what the client still sends for a moment:
         // closing with unread data would send a reset that can destroy the
