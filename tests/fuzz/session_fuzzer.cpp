@@ -359,11 +359,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
     }
     SLUICE_FUZZ_CHECK(!ec, "harness: cannot connect to the proxy's socket");
     tcp::socket served(io);
+    tcp::endpoint peer;
     do
-        h.front->accept(served, ec);
+        h.front->accept(served, peer, ec);
     while (ec == net::error::interrupted);
     SLUICE_FUZZ_CHECK(!ec, "harness: cannot accept the client");
-    proxy::start_session(*h.worker, std::move(served), h.listener_key);
+    proxy::start_session(*h.worker, std::move(served), peer, h.listener_key);
 
     client_run run;
     const std::size_t split = input.empty() ? 0 : static_cast<std::size_t>(seed % (size + 1));
