@@ -307,6 +307,29 @@ def test_session_resumption(proxy, env, certs, version, sni):
     assert c.get("/small").status == 200
 
 
+def s_client_tickets(proxy, *extra):
+    """A TLS 1.3 connection by openssl s_client that sends one request and
+    reads the answer: (NewSessionTicket messages seen, the output)."""
+    p = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{proxy.port}", "-servername", "a.test",
+                        "-tls1_3", "-msg", "-ign_eof", *extra],
+                       input=b"GET /small HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+                       capture_output=True, timeout=20)
+    out = p.stdout.decode(errors="replace")
+    assert "HTTP/1.1 200" in out, out[-2000:]
+    tickets = re.findall(r"^<<< TLS 1\.3, Handshake \[length [0-9a-f]+\], NewSessionTicket", out, re.M)
+    return len(tickets), out
+
+
+def test_one_ticket_per_tls_1_3_handshake(proxy, env, certs, tmp_path):
+    """A full TLS 1.3 handshake issues one session ticket (OpenSSL's
+    default is two), and that ticket resumes."""
+    session_file = tmp_path / "session.pem"
+    tickets, out = s_client_tickets(proxy, "-sess_out", str(session_file))
+    assert tickets == 1, out
+    _, out = s_client_tickets(proxy, "-sess_in", str(session_file))
+    assert "Reused, TLSv1.3" in out, out
+
+
 @pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
 def test_session_resumption_across_workers(env, origin, certs, version):
     """Tickets are valid on every worker: with two workers (SO_REUSEPORT
