@@ -18,8 +18,9 @@ usage() {
 usage: bench/compare.sh [options]
 
   --scenarios LIST     comma-separated, from 1..8 (default 1,2,3,4,5,6,7,8)
-                         1 keep-alive, small response      5 TLS handshake per request (ECDSA, RSA)
-                         2 keep-alive, 64 KiB response     6 idle connections: RSS per connection
+                         1 keep-alive, small response      5 TLS handshake per request (ECDSA, RSA,
+                         2 keep-alive, 64 KiB and 1 MiB      and ECDSA resumed with a session ticket)
+                           responses                       6 idle connections: RSS per connection
                          3 new connection per request      7 1 GiB download and upload: RSS growth
                          4 TLS keep-alive (ECDSA)          8 reload under load (keep-alive, scenario 1's
                                                              load; N reloads changing the upstream list)
@@ -244,6 +245,7 @@ print(int(n) << units[t[len(n):]] if n.isdigit() and t[len(n):] in units else ""
 # The same paths on both origins (nginx serves files of those sizes).
 small_path="/small"
 large_path="/bytes/65536"
+huge_path="/bytes/1048576"
 download_path="/bytes/$transfer_bytes"
 upload_path="/small" # the body is read and discarded
 origin_port=""
@@ -380,7 +382,8 @@ write_nginx() {
   done
   if [[ $tls != none ]]; then
     ssl=" ssl"
-    certs="ssl_certificate $tmp/$tls.crt; ssl_certificate_key $tmp/$tls.key;"
+    # nginx 1.22 offers TLS 1.3 only when asked (1.23.4 made it the default).
+    certs="ssl_protocols TLSv1.2 TLSv1.3; ssl_certificate $tmp/$tls.crt; ssl_certificate_key $tmp/$tls.key;"
   fi
   mkdir -p "$dir/nginx"
   # proxy_request_buffering off and proxy_max_temp_file_size 0: stream bodies
@@ -518,15 +521,17 @@ scenario_args() { # scenario_args ID: the load path and options of a load scenar
   case "$1" in
     1) echo "$small_path --connections $connections" ;;
     2) echo "$large_path --connections $connections" ;;
+    2-1m) echo "$huge_path --connections $connections" ;;
     3) echo "$small_path --connections $connections --new-connection" ;;
     4) echo "$small_path --connections $connections --insecure" ;;
     5-ecdsa | 5-rsa) echo "$small_path --connections $connections --new-connection --insecure" ;;
+    5-resumed) echo "$small_path --connections $connections --new-connection --insecure --tls-resume" ;;
   esac
 }
 
 scenario_tls() {
   case "$1" in
-    4 | 5-ecdsa) echo ecdsa ;;
+    4 | 5-ecdsa | 5-resumed) echo ecdsa ;;
     5-rsa) echo rsa ;;
     *) echo none ;;
   esac
@@ -545,6 +550,18 @@ run_load_scenario() { # SCENARIO PROXY ROUND
     record kind=load scenario="$sid" proxy="$name" round="$round" status=failed note="did not start"
     return
   fi
+  if [[ $tls != none ]]; then
+    # Every TLS scenario compares TLS 1.3 handshakes and records.
+    local version
+    version=$(openssl s_client -connect "127.0.0.1:$proxy_port" </dev/null 2>/dev/null |
+      sed -n 's/^\(New\|Reused\), \(TLSv[0-9.]*\),.*/\2/p' | head -n 1)
+    if [[ $version != TLSv1.3 ]]; then
+      log "  $name negotiated ${version:-no TLS version}, not TLSv1.3"
+      record kind=load scenario="$sid" proxy="$name" round="$round" status=failed note="negotiated ${version:-nothing}, not TLSv1.3"
+      stop_proxy
+      return
+    fi
+  fi
   # shellcheck disable=SC2086 # args is a list of options
   load "$proxy_base$path" $args --duration "$warmup" || true
   before=$(cpu_ticks "$proxy_pid")
@@ -552,6 +569,17 @@ run_load_scenario() { # SCENARIO PROXY ROUND
   # shellcheck disable=SC2086
   if load "$proxy_base$path" $args --duration "$duration" --json "$tmp/load.json" && [[ -s $tmp/load.json ]]; then
     after=$(cpu_ticks "$proxy_pid")
+    if [[ $sid == 5-resumed ]]; then
+      # Only each connection's first handshake (and one at the end) is full.
+      local full
+      full=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["connections_opened"] - d["tls_resumed"])' "$tmp/load.json")
+      if ((full > 2 * connections)); then
+        log "  $name: $full handshakes were not resumed"
+        record kind=load scenario="$sid" proxy="$name" round="$round" status=failed note="$full handshakes not resumed"
+        stop_proxy
+        return
+      fi
+    fi
     record kind=load scenario="$sid" proxy="$name" round="$round" status=ok \
       cpu_ticks=$((after - before)) clk_tck="$(getconf CLK_TCK)" --load-json "$tmp/load.json"
     log "  $name: $(grep -m1 'requests ' "$tmp/load.out" | sed 's/^ *//')"
@@ -820,10 +848,12 @@ record kind=meta command="$command_line" date="$(date -u +%Y-%m-%dT%H:%MZ)" npro
   origin="$([[ $origin_kind == bench ]] && echo "sluice-bench origin, 1 thread" || echo "nginx, 1 worker")" \
   shape_1="\`GET $small_path\` (short body), $load_shape." \
   shape_2="\`GET $large_path\`, $load_shape." \
+  shape_2_1m="\`GET $huge_path\`, $load_shape." \
   shape_3="\`GET $small_path\` with \`Connection: close\`: every request on a new TCP connection, $load_shape." \
   shape_4="\`GET $small_path\` over TLS (ECDSA P-256 certificate, TLS 1.3 negotiated), keep-alive, $load_shape." \
   shape_5_ecdsa="\`GET $small_path\`, a full TLS handshake for every request (no session resumption), $load_shape." \
   shape_5_rsa="\`GET $small_path\`, a full TLS handshake for every request (no session resumption), $load_shape." \
+  shape_5_resumed="\`GET $small_path\`, a new TLS connection for every request resuming the previous connection's session (TLS 1.3 ticket, ECDSA P-256 certificate; \`sluice-bench load --tls-resume\`, each connection's first handshake is full), $load_shape." \
   shape_6="$idle_connections connections${idle_note:-} opened by \`sluice-bench idle\` (64 at a time), one \`GET $small_path\` each, then held idle; (RSS holding them − RSS before) ÷ connections held. Process RSS summed over the proxy's processes." \
   shape_8="\`GET $small_path\`, $load_shape; during the measured run $reloads reloads, evenly spaced, each adding or removing one of two origin servers (the list cycles [1] → [1, 2] → [2] → [2, 1] → [1]). Each proxy reloads its own way and the next reload waits until the last one is in force: sluice SIGHUP (new generation in admin \`/status\`); HAProxy a new process started with \`-sf <old pid>\` (the old one has exited); nginx \`nginx -s reload\` (a new worker runs); Caddy \`caddy reload\` through its admin API (it answers once the new config runs). Failed requests = connection errors of the load generator (connect, read, write, timeout, parse) + non-2xx answers." \
   shape_7="One $transfer_size download (\`GET $download_path\`) then one $transfer_size upload (\`PUT $upload_path\` with Content-Length) with curl through the proxy; RSS growth = peak RSS (VmHWM, reset before each transfer) − RSS before."
@@ -836,12 +866,14 @@ for ((round = 1; round <= repeats; round++)); do
   done
   for sid in "${scenario_list[@]}"; do
     case "$sid" in
-      1 | 2 | 3 | 4)
+      1 | 3 | 4)
         log "round $round/$repeats, scenario $sid (${order[*]})"
         for p in "${order[@]}"; do run_load_scenario "$sid" "$p" "$round"; done
         ;;
-      5)
-        for variant in 5-ecdsa 5-rsa; do
+      2 | 5)
+        variants=(2 2-1m)
+        [[ $sid == 5 ]] && variants=(5-ecdsa 5-rsa 5-resumed)
+        for variant in "${variants[@]}"; do
           log "round $round/$repeats, scenario $variant (${order[*]})"
           for p in "${order[@]}"; do run_load_scenario "$variant" "$p" "$round"; done
         done

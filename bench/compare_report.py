@@ -34,10 +34,12 @@ REFERENCE = "haproxy"
 LOAD_SCENARIOS = {
     "1": "1. Keep-alive, small response",
     "2": "2. Keep-alive, 64 KiB response",
+    "2-1m": "2. Keep-alive, 1 MiB response",
     "3": "3. New connection per request",
     "4": "4. TLS keep-alive (ECDSA P-256)",
     "5-ecdsa": "5. TLS handshake per request, ECDSA P-256",
     "5-rsa": "5. TLS handshake per request, RSA 2048",
+    "5-resumed": "5. TLS resumed connection per request, ECDSA P-256",
 }
 
 

@@ -46,6 +46,9 @@ struct connection_slot {
     clock_type::time_point deadline = no_deadline;
     bool timed_out = false;   // set by the sweep when it closed the socket
     net::steady_timer pacing; // open loop: waits for the next send time
+    // --tls-resume: the last connection's session, offered by the next one.
+    std::unique_ptr<SSL_SESSION, decltype(&SSL_SESSION_free)> tls_session{nullptr,
+                                                                          SSL_SESSION_free};
 };
 
 // Everything one thread owns. Lives on run_share's stack for the whole run;
@@ -103,6 +106,9 @@ net::awaitable<bool> open_connection(thread_runner& r, connection_slot& slot,
         if (!r.options.insecure) {
             stream->set_verify_callback(ssl::host_name_verification(r.options.url.host));
         }
+        if (slot.tls_session) {
+            SSL_set_session(stream->native_handle(), slot.tls_session.get());
+        }
     }
     slot.socket = &tcp_layer(*stream);
     slot.deadline = clock_type::now() + r.options.timeout;
@@ -112,6 +118,9 @@ net::awaitable<bool> open_connection(thread_runner& r, connection_slot& slot,
         tcp_layer(*stream).set_option(tcp::no_delay(true), ec);
         if constexpr (!std::is_same_v<Stream, tcp::socket>) {
             std::tie(ec) = co_await stream->async_handshake(ssl::stream_base::client, use_tuple);
+            if (!ec && SSL_session_reused(stream->native_handle()) == 1) {
+                ++r.result.tls_resumed;
+            }
         }
     }
     if (ec) {
@@ -143,6 +152,22 @@ net::awaitable<void> connection_loop(thread_runner& r, connection_slot& slot, in
     response_parser parser;
 
     auto drop_connection = [&] {
+        if constexpr (!std::is_same_v<Stream, tcp::socket>) {
+            // A session is kept once a response was read on it, so a TLS 1.3
+            // ticket (sent after the handshake) has arrived. The connection
+            // counts as shut down: OpenSSL marks the session of a connection
+            // freed without a shutdown as not resumable.
+            if (stream && options.tls_resume && !r.stopping) {
+                SSL_set_shutdown(stream->native_handle(),
+                                 SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+                SSL_SESSION* session = SSL_get1_session(stream->native_handle());
+                if (session != nullptr && SSL_SESSION_is_resumable(session) == 1) {
+                    slot.tls_session.reset(session);
+                } else if (session != nullptr) {
+                    SSL_SESSION_free(session);
+                }
+            }
+        }
         if (stream) {
             error_code ignored;
             tcp_layer(*stream).close(ignored);

@@ -24,6 +24,8 @@ const std::string_view load_usage =
     "  --body-size S         request body of S bytes, e.g. 512, 4k, 1M (default 0)\n"
     "  --header 'K: V'       extra request header, repeatable\n"
     "  --insecure            https: skip certificate verification\n"
+    "  --tls-resume          https with --new-connection: resume the previous\n"
+    "                        connection's TLS session (default: full handshakes)\n"
     "  --timeout D           abandon a request after D, counted as a timeout (default 10s)\n"
     "  --json FILE           write the results as JSON (schema in bench/README.md)\n"
     "  --report FILE.html    write a self-contained HTML report\n";
@@ -249,6 +251,10 @@ std::variant<load_options, usage_error> parse_load_args(std::span<char* const> a
             options.insecure = true;
             continue;
         }
+        if (arg == "--tls-resume") {
+            options.tls_resume = true;
+            continue;
+        }
         if (!arg.starts_with("--")) {
             if (have_url) {
                 return usage_error{"unexpected argument '" + std::string{arg} + "'"};
@@ -323,6 +329,9 @@ std::variant<load_options, usage_error> parse_load_args(std::span<char* const> a
     }
     if (!have_url) {
         return usage_error{"URL is required"};
+    }
+    if (options.tls_resume && (!options.url.tls || !options.new_connection)) {
+        return usage_error{"--tls-resume needs an https:// URL and --new-connection"};
     }
     if (options.threads == 0) {
         const int hardware = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));

@@ -34,6 +34,9 @@ struct load_options {
     std::uint64_t body_size = 0;
     std::vector<std::string> headers; // "Name: value", in command-line order
     bool insecure = false;
+    // https with --new-connection: each connection offers the session of
+    // the one before it on the same slot (abbreviated handshakes).
+    bool tls_resume = false;
     // A request unanswered this long is abandoned and counted as a timeout.
     std::chrono::nanoseconds timeout = std::chrono::seconds{10};
     std::string json_path;

@@ -34,6 +34,7 @@ struct run_result {
     std::uint64_t bytes_read = 0;
     std::uint64_t bytes_written = 0;
     std::uint64_t connections_opened = 0;
+    std::uint64_t tls_resumed = 0; // TLS handshakes that resumed a session
     // Index = status code; index 0 counts codes outside 100..599.
     std::array<std::uint64_t, 600> status_counts{};
     std::array<std::uint64_t, error_kind_count> errors{};
@@ -54,6 +55,7 @@ struct run_result {
         bytes_read += other.bytes_read;
         bytes_written += other.bytes_written;
         connections_opened += other.connections_opened;
+        tls_resumed += other.tls_resumed;
         for (std::size_t i = 0; i < status_counts.size(); ++i) {
             status_counts[i] += other.status_counts[i];
         }

@@ -70,6 +70,7 @@ json::object parameters_json(const load_options& o) {
     }
     p["headers"] = std::move(headers);
     p["insecure"] = o.insecure;
+    p["tls_resume"] = o.tls_resume;
     p["timeout_s"] = std::chrono::duration<double>(o.timeout).count();
     return p;
 }
@@ -119,7 +120,8 @@ std::string summary_text(const run_report& report) {
     out += "  transfer    " + format_bytes(static_cast<double>(r.bytes_read)) + " read (" +
            format_bytes(static_cast<double>(r.bytes_read) / secs) + "/s), " +
            format_bytes(static_cast<double>(r.bytes_written)) + " written, " +
-           std::to_string(r.connections_opened) + " connections opened\n";
+           std::to_string(r.connections_opened) + " connections opened" +
+           (o.url.tls ? ", " + std::to_string(r.tls_resumed) + " TLS sessions resumed" : "") + "\n";
     out += "  latency     p50 " + format_latency_us(h.value_at_percentile(50)) + "  p90 " +
            format_latency_us(h.value_at_percentile(90)) + "  p99 " +
            format_latency_us(h.value_at_percentile(99)) + "  p99.9 " +
@@ -163,6 +165,7 @@ std::string report_json(const run_report& report) {
     doc["bytes_read_per_s"] = static_cast<double>(r.bytes_read) / secs;
     doc["bytes_written"] = r.bytes_written;
     doc["connections_opened"] = r.connections_opened;
+    doc["tls_resumed"] = r.tls_resumed;
     json::object latency;
     latency["count"] = h.count();
     latency["min"] = h.min();
@@ -304,6 +307,7 @@ std::string report_html(const run_report& report) {
                             format_bytes(static_cast<double>(r.bytes_read) / secs) + "/s)") +
             row("written", format_bytes(static_cast<double>(r.bytes_written))) +
             row("connections opened", std::to_string(r.connections_opened)) +
+            row("TLS sessions resumed", std::to_string(r.tls_resumed)) +
             row("elapsed", printf_string("%.3fs", report.elapsed_s));
     for (std::size_t code = 0; code < r.status_counts.size(); ++code) {
         if (r.status_counts[code] != 0) {

@@ -122,7 +122,7 @@ def test_json_document_has_the_documented_schema(env, origin):
     assert proc.returncode == 0, proc.stderr
     assert set(doc) == {"tool", "version", "started_at", "parameters", "elapsed_s", "requests",
                         "requests_per_s", "bytes_read", "bytes_read_per_s", "bytes_written",
-                        "connections_opened", "latency_us", "latency_percentiles", "status_codes",
+                        "connections_opened", "tls_resumed", "latency_us", "latency_percentiles", "status_codes",
                         "errors"}
     assert doc["tool"] == "sluice-bench"
     assert isinstance(doc["version"], str) and re.match(r"^\d+\.\d+\.\d+", doc["version"])
@@ -130,7 +130,8 @@ def test_json_document_has_the_documented_schema(env, origin):
 
     p = doc["parameters"]
     assert set(p) == {"url", "method", "connections", "threads", "duration_s", "mode", "rate",
-                      "new_connection", "body_size", "headers", "insecure", "timeout_s"}
+                      "new_connection", "body_size", "headers", "insecure", "tls_resume",
+                      "timeout_s"}
     assert p["url"] == f"http://{origin.address}/small"
     assert p["method"] == "GET"
     assert p["connections"] == 3 and is_int(p["connections"])
@@ -142,11 +143,13 @@ def test_json_document_has_the_documented_schema(env, origin):
     assert p["body_size"] == 0 and is_int(p["body_size"])
     assert p["headers"] == ["X-Bench: yes"]
     assert p["insecure"] is False
+    assert p["tls_resume"] is False
     assert isinstance(p["timeout_s"], float) and p["timeout_s"] == 5.0
 
     assert isinstance(doc["elapsed_s"], float) and 0.45 <= doc["elapsed_s"] <= 0.6
     for key in ("requests", "bytes_read", "bytes_written", "connections_opened"):
         assert is_int(doc[key]) and doc[key] > 0, key
+    assert doc["tls_resumed"] == 0 and is_int(doc["tls_resumed"])
     for key in ("requests_per_s", "bytes_read_per_s"):
         assert is_number(doc[key]) and doc[key] > 0, key
     assert doc["requests_per_s"] == pytest.approx(doc["requests"] / doc["elapsed_s"], rel=1e-6)
@@ -418,6 +421,8 @@ def test_exit_codes_for_usage_and_unresolvable_hosts(env, tmp_path):
         ["http://127.0.0.1:1/", "--connections", "0"],
         ["http://127.0.0.1:1/", "--duration", "soon"],
         ["http://127.0.0.1:1/", "--no-such-option"],
+        ["http://127.0.0.1:1/", "--new-connection", "--tls-resume"],
+        ["https://127.0.0.1:1/", "--tls-resume"],
     ]
     for args in bad_usage:
         proc = subprocess.run([env.bench_bin, "load", *args], stdin=subprocess.DEVNULL,

@@ -633,6 +633,37 @@ def test_handshakes_are_counted_full_resumed_and_failed(proxy, env, certs):
                        5, message=f"handshake counters, last {handshake_counts(proxy)}")
 
 
+def bench_load_json(env, url, *args):
+    out = os.path.join(env.tmp, f"load-{time.monotonic_ns()}.json")
+    p = subprocess.run([env.bench_bin, "load", url, "--insecure", "--threads", "1", *args, "--json", out],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    with open(out) as f:
+        return json.load(f)
+
+
+def test_bench_load_resumes_tls_sessions_when_asked(proxy, env):
+    """sluice-bench load --new-connection --tls-resume: every connection
+    after a slot's first resumes (the proxy's counters agree); without
+    --tls-resume every handshake is full."""
+    url = f"https://127.0.0.1:{proxy.port}/small"
+    doc = bench_load_json(env, url, "--new-connection", "--connections", "2", "--duration", "500ms")
+    assert doc["requests"] >= 10 and doc["errors"]["total"] == 0, doc
+    assert doc["tls_resumed"] == 0 and doc["parameters"]["tls_resume"] is False
+    full = doc["connections_opened"]
+    doc = bench_load_json(env, url, "--new-connection", "--tls-resume", "--connections", "2",
+                          "--duration", "500ms")
+    assert doc["requests"] >= 10 and doc["errors"]["total"] == 0, doc
+    assert doc["parameters"]["tls_resume"] is True
+    # Each of the 2 slots' first handshake is full; a handshake still in
+    # progress when the run ended may be counted as opened but not resumed.
+    assert doc["connections_opened"] - 4 <= doc["tls_resumed"] <= doc["connections_opened"] - 2, doc
+    harness.wait_until(lambda: handshake_counts(proxy)["resumed"] >= doc["tls_resumed"], 5,
+                       message=f"resumed handshakes counted by the proxy, last {handshake_counts(proxy)}")
+    counts = handshake_counts(proxy)
+    assert counts["full"] <= full + 2 + 2, counts
+
+
 def test_handshake_failures_are_logged_at_debug(env, origin, certs):
     proxy = tls_proxy(env, [origin], default_entries(certs), extra_args=("--log-level", "debug"))
     with HttpClient(proxy.port, timeout=5) as c:
