@@ -22,6 +22,7 @@
 #include <array>
 #include <concepts>
 #include <chrono>
+#include <optional>
 #include <tuple>
 
 namespace sluice::proxy {
@@ -70,6 +71,91 @@ std::pair<std::array<std::uint8_t, 16>, bool> address_bytes(const net::ip::addre
     std::copy(v6.begin(), v6.end(), out.begin());
     return {out, true};
 }
+
+// The buffers a connection's per-request containers grew, left by a
+// connection that ended to the next one its worker thread accepts (never
+// their contents), so a connection per request does not allocate them
+// anew. At most `max_spare_sets` sets per thread; a string or vector grown
+// past `max_spare_bytes` is freed rather than kept.
+struct spare_capacity {
+    std::vector<http::field> req_fields;
+    std::vector<http::field> resp_fields;
+    std::string head_out;
+    std::string request_head;
+    std::string request_id;
+    std::string path;
+    std::vector<int> tried;
+    relay_scratch scratch;
+    relay_scratch sender_scratch;
+};
+constexpr std::size_t max_spare_sets = 64;
+constexpr std::size_t max_spare_bytes = 16 * 1024;
+
+std::vector<spare_capacity>& spare_sets() {
+    thread_local std::vector<spare_capacity> sets = [] {
+        std::vector<spare_capacity> v;
+        v.reserve(max_spare_sets);
+        return v;
+    }();
+    return sets;
+}
+
+// Moves `from` into `to` emptied, unless it grew too large to keep.
+template <typename Container> void keep_capacity(Container& to, Container& from) {
+    from.clear();
+    if (from.capacity() * sizeof(typename Container::value_type) <= max_spare_bytes)
+        to = std::move(from);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SLUICE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SLUICE_ASAN 1
+#endif
+#endif
+
+// Blocks of one size kept by each thread for the next object of that size
+// (a session's block is too large for malloc's per-thread cache). Freed at
+// thread exit. Not under AddressSanitizer, which must see each block freed.
+template <std::size_t Size> class spare_blocks {
+  public:
+    static void* take() {
+#if !defined(SLUICE_ASAN)
+        auto& b = list().blocks;
+        if (!b.empty()) {
+            void* p = b.back();
+            b.pop_back();
+            return p;
+        }
+#endif
+        return ::operator new(Size);
+    }
+    static void give(void* p) noexcept {
+#if !defined(SLUICE_ASAN)
+        auto& b = list().blocks;
+        if (b.size() < b.capacity()) {
+            b.push_back(p); // (within capacity: cannot throw)
+            return;
+        }
+#endif
+        ::operator delete(p, Size);
+    }
+
+  private:
+    struct holder {
+        std::vector<void*> blocks;
+        holder() { blocks.reserve(max_spare_sets); }
+        ~holder() {
+            for (void* p : blocks)
+                ::operator delete(p, Size);
+        }
+    };
+    static holder& list() {
+        thread_local holder h;
+        return h;
+    }
+};
 
 // Dotted-quad text of the IPv4 address in b[0..3] (what inet_ntop writes,
 // without its printf: once per connection).
@@ -234,15 +320,15 @@ template <typename Stream> class client_session final : public session_base {
     // callback refers to it, and a reload may drop the snapshot that held it.
     // `peer`: the client's address. `woken`: the connection was parked
     // between requests (plain HTTP only) and is already counted open.
-    client_session(worker& w, Stream stream, std::string listener_key, std::uint32_t listener_id,
+    // `listener`: the current snapshot's entry of the listener it came on.
+    client_session(worker& w, Stream stream, const listener_entry& listener,
                    std::shared_ptr<tls::server_contexts> contexts, const tcp::endpoint& peer,
                    bool woken = false)
-        : worker_(w), stream_(std::move(stream)), listener_key_(std::move(listener_key)),
-          listener_id_(listener_id), contexts_(std::move(contexts)) {
+        : worker_(w), stream_(std::move(stream)), listener_key_(listener.key),
+          listener_id_(listener.metrics_id), contexts_(std::move(contexts)) {
         // Set again per request (a reload may rename it); set here too so a
         // request refused before routing (400, 408, 431) is logged with it.
-        if (const auto* l = worker_.current()->find_listener(listener_key_))
-            listener_name_ = l->cfg->name;
+        listener_name_ = listener.cfg->name;
         v6_ = peer.protocol() == tcp::v6();
         const auto [bytes, v6] = address_bytes(peer.address());
         client_ip_ = v6 ? peer.address().to_string() : ipv4_text(bytes);
@@ -258,6 +344,19 @@ template <typename Stream> class client_session final : public session_base {
                 lowest().socket().close(ec);
         }
         // (TCP_NODELAY comes from the listening socket.)
+        if (auto& spares = spare_sets(); !spares.empty()) {
+            auto& s = spares.back();
+            req_.fields = std::move(s.req_fields);
+            resp_.fields = std::move(s.resp_fields);
+            head_out_ = std::move(s.head_out);
+            request_head_ = std::move(s.request_head);
+            request_id_ = std::move(s.request_id);
+            path_ = std::move(s.path);
+            tried_ = std::move(s.tried);
+            scratch_ = std::move(s.scratch);
+            sender_scratch_ = std::move(s.sender_scratch);
+            spares.pop_back();
+        }
         woken_ = woken;
         worker_.attach(this, !woken);
         if (!woken)
@@ -268,6 +367,32 @@ template <typename Stream> class client_session final : public session_base {
         if (!parked_)
             worker_.metrics().on_connection_close(listener_id_);
         worker_.detach(this, !parked_);
+        // (A parked connection's session shed its capacity already.)
+        if (auto& spares = spare_sets(); !parked_ && spares.size() < max_spare_sets) {
+            auto& s = spares.emplace_back();
+            keep_capacity(s.req_fields, req_.fields);
+            keep_capacity(s.resp_fields, resp_.fields);
+            keep_capacity(s.head_out, head_out_);
+            keep_capacity(s.request_head, request_head_);
+            keep_capacity(s.request_id, request_id_);
+            keep_capacity(s.path, path_);
+            keep_capacity(s.tried, tried_);
+            keep_capacity(s.scratch.pieces, scratch_.pieces);
+            keep_capacity(s.scratch.buffers, scratch_.buffers);
+            keep_capacity(s.sender_scratch.pieces, sender_scratch_.pieces);
+            keep_capacity(s.sender_scratch.buffers, sender_scratch_.buffers);
+        }
+    }
+
+    static void* operator new(std::size_t size) {
+        return size == sizeof(client_session) ? spare_blocks<sizeof(client_session)>::take()
+                                              : ::operator new(size);
+    }
+    static void operator delete(void* p, std::size_t size) noexcept {
+        if (size == sizeof(client_session))
+            spare_blocks<sizeof(client_session)>::give(p);
+        else
+            ::operator delete(p, size);
     }
 
     // The connection's coroutine; owns the session (lifetime: until it returns).
@@ -406,9 +531,11 @@ template <typename Stream> class client_session final : public session_base {
         lowest().expires_never(); // the stream's own timeout would close the socket
         client_timed_out_ = false;
         client_timer_armed_ = true;
-        client_timer_.expires_after(d);
+        if (!client_timer_)
+            client_timer_.emplace(stream_.get_executor());
+        client_timer_->expires_after(d);
         ++client_timer_waits_;
-        client_timer_.async_wait(
+        client_timer_->async_wait(
             [this, round = ++client_timer_round_](boost::system::error_code ec) {
                 // Lifetime: finish() waits until every wait's handler has run
                 // (one may be queued, expired, as the read it was to cancel
@@ -426,7 +553,7 @@ template <typename Stream> class client_session final : public session_base {
             return; // (a request without a body never armed it: no reactor call)
         client_timer_armed_ = false;
         ++client_timer_round_; // a wakeup already due must not cancel what comes next
-        client_timer_.cancel();
+        client_timer_->cancel();
     }
     // The client connection as relay_body's source: reads with
     // client_timer_ instead of the stream's closing timeout.
@@ -509,7 +636,8 @@ template <typename Stream> class client_session final : public session_base {
     byte_buffer in_{&worker_.blocks()};
     // Timeouts on reads from the client that must still be answered (408):
     // Beast's stream timeout would close the socket, this one only cancels.
-    net::steady_timer client_timer_{stream_.get_executor()};
+    // Made when first armed: many connections never need it.
+    std::optional<net::steady_timer> client_timer_;
     std::uint64_t client_timer_round_ = 0; // tells a stale wakeup from the current one
     int client_timer_waits_ = 0;           // client_timer_ handlers not yet run
     bool client_timer_armed_ = false;      // armed since the last disarm
@@ -1504,13 +1632,13 @@ void start_session(worker& w, tcp::socket socket, const tcp::endpoint& peer,
         using tls_stream = beast::ssl_stream<beast::tcp_stream>;
         auto& initial = contexts->initial();
         auto session = std::make_unique<client_session<tls_stream>>(
-            w, tls_stream(beast::tcp_stream(std::move(socket)), initial), listener_key,
-            listener->metrics_id, std::move(contexts), peer);
+            w, tls_stream(beast::tcp_stream(std::move(socket)), initial), *listener,
+            std::move(contexts), peer);
         net::co_spawn(w.io(), client_session<tls_stream>::serve(std::move(session)), net::detached);
         return;
     }
     auto session = std::make_unique<client_session<beast::tcp_stream>>(
-        w, beast::tcp_stream(std::move(socket)), listener_key, listener->metrics_id, nullptr, peer);
+        w, beast::tcp_stream(std::move(socket)), *listener, nullptr, peer);
     net::co_spawn(w.io(), client_session<beast::tcp_stream>::serve(std::move(session)),
                   net::detached);
 }
@@ -1526,7 +1654,7 @@ bool resume_session(worker& w, tcp::socket socket, std::uint32_t listener_id) {
     if (ec)
         return false; // (the client has gone)
     auto session = std::make_unique<client_session<beast::tcp_stream>>(
-        w, beast::tcp_stream(std::move(socket)), listener->key, listener_id, nullptr, peer, true);
+        w, beast::tcp_stream(std::move(socket)), *listener, nullptr, peer, true);
     net::co_spawn(w.io(), client_session<beast::tcp_stream>::serve(std::move(session)),
                   net::detached);
     return true;
