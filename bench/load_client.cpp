@@ -153,10 +153,11 @@ net::awaitable<void> connection_loop(thread_runner& r, connection_slot& slot, in
 
     auto drop_connection = [&] {
         if constexpr (!std::is_same_v<Stream, tcp::socket>) {
-            // A session is kept once a response was read on it, so a TLS 1.3
-            // ticket (sent after the handshake) has arrived. The connection
-            // counts as shut down: OpenSSL marks the session of a connection
-            // freed without a shutdown as not resumable.
+            // The session is kept if it can resume (a TLS 1.3 one only once
+            // the ticket sent after the handshake was read, as it is with a
+            // response). The connection counts as shut down: OpenSSL marks
+            // the session of a connection freed without a shutdown as not
+            // resumable.
             if (stream && options.tls_resume && !r.stopping) {
                 SSL_set_shutdown(stream->native_handle(),
                                  SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);

@@ -307,7 +307,7 @@ std::string report_html(const run_report& report) {
                             format_bytes(static_cast<double>(r.bytes_read) / secs) + "/s)") +
             row("written", format_bytes(static_cast<double>(r.bytes_written))) +
             row("connections opened", std::to_string(r.connections_opened)) +
-            row("TLS sessions resumed", std::to_string(r.tls_resumed)) +
+            (o.url.tls ? row("TLS sessions resumed", std::to_string(r.tls_resumed)) : "") +
             row("elapsed", printf_string("%.3fs", report.elapsed_s));
     for (std::size_t code = 0; code < r.status_counts.size(); ++code) {
         if (r.status_counts[code] != 0) {

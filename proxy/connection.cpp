@@ -72,11 +72,25 @@ std::pair<std::array<std::uint8_t, 16>, bool> address_bytes(const net::ip::addre
     return {out, true};
 }
 
-// The buffers a connection's per-request containers grew, left by a
-// connection that ended to the next one its worker thread accepts (never
-// their contents), so a connection per request does not allocate them
-// anew. At most `max_spare_sets` sets per thread; a string or vector grown
-// past `max_spare_bytes` is freed rather than kept.
+#if defined(__SANITIZE_ADDRESS__)
+#define SLUICE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SLUICE_ASAN 1
+#endif
+#endif
+
+// What a connection that ended leaves to the next one its worker thread
+// accepts, so a connection per request does not allocate it anew: the
+// buffers its per-request containers grew (never their contents) and its
+// session's block, which is too large for malloc's per-thread cache.
+// Per thread at most `max_spare_sets` of each; a container grown past
+// `max_spare_bytes` is freed instead (under 1.5 MiB per worker at the very
+// most, a few KiB in practice). A thread keeps spares only after it made a
+// session, which reserves their room: giving back never allocates, and the
+// control thread, which ends the sessions still open at shutdown, keeps
+// none. Off under AddressSanitizer, which must see every buffer freed to
+// find a view into one that outlived it.
 struct spare_capacity {
     std::vector<http::field> req_fields;
     std::vector<http::field> resp_fields;
@@ -88,37 +102,23 @@ struct spare_capacity {
     relay_scratch scratch;
     relay_scratch sender_scratch;
 };
-constexpr std::size_t max_spare_sets = 64;
-constexpr std::size_t max_spare_bytes = 16 * 1024;
+constexpr std::size_t max_spare_sets = 32;
+constexpr std::size_t max_spare_bytes = 4 * 1024;
 
 std::vector<spare_capacity>& spare_sets() {
-    thread_local std::vector<spare_capacity> sets = [] {
-        std::vector<spare_capacity> v;
-        v.reserve(max_spare_sets);
-        return v;
-    }();
+    thread_local std::vector<spare_capacity> sets;
     return sets;
 }
 
 // Moves `from` into `to` emptied, unless it grew too large to keep.
-template <typename Container> void keep_capacity(Container& to, Container& from) {
+template <typename Container> void keep_capacity(Container& to, Container& from) noexcept {
     from.clear();
     if (from.capacity() * sizeof(typename Container::value_type) <= max_spare_bytes)
         to = std::move(from);
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SLUICE_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SLUICE_ASAN 1
-#endif
-#endif
-
-// Blocks of one size kept by each thread for the next object of that size
-// (a session's block is too large for malloc's per-thread cache). Freed at
-// thread exit. Not under AddressSanitizer, which must see each block freed.
-template <std::size_t Size> class spare_blocks {
+// The blocks of `Size` bytes a thread keeps (see spare_capacity).
+template <std::size_t Size> class block_cache {
   public:
     static void* take() {
 #if !defined(SLUICE_ASAN)
@@ -128,6 +128,8 @@ template <std::size_t Size> class spare_blocks {
             b.pop_back();
             return p;
         }
+        if (b.capacity() == 0)
+            b.reserve(max_spare_sets);
 #endif
         return ::operator new(Size);
     }
@@ -135,7 +137,7 @@ template <std::size_t Size> class spare_blocks {
 #if !defined(SLUICE_ASAN)
         auto& b = list().blocks;
         if (b.size() < b.capacity()) {
-            b.push_back(p); // (within capacity: cannot throw)
+            b.push_back(p); // (within the room reserved: does not allocate)
             return;
         }
 #endif
@@ -145,7 +147,6 @@ template <std::size_t Size> class spare_blocks {
   private:
     struct holder {
         std::vector<void*> blocks;
-        holder() { blocks.reserve(max_spare_sets); }
         ~holder() {
             for (void* p : blocks)
                 ::operator delete(p, Size);
@@ -344,7 +345,11 @@ template <typename Stream> class client_session final : public session_base {
                 lowest().socket().close(ec);
         }
         // (TCP_NODELAY comes from the listening socket.)
-        if (auto& spares = spare_sets(); !spares.empty()) {
+#if !defined(SLUICE_ASAN)
+        if (auto& spares = spare_sets(); spares.empty()) {
+            if (spares.capacity() == 0)
+                spares.reserve(max_spare_sets); // this thread keeps spares from now on
+        } else {
             auto& s = spares.back();
             req_.fields = std::move(s.req_fields);
             resp_.fields = std::move(s.resp_fields);
@@ -357,6 +362,7 @@ template <typename Stream> class client_session final : public session_base {
             sender_scratch_ = std::move(s.sender_scratch);
             spares.pop_back();
         }
+#endif
         woken_ = woken;
         worker_.attach(this, !woken);
         if (!woken)
@@ -367,9 +373,12 @@ template <typename Stream> class client_session final : public session_base {
         if (!parked_)
             worker_.metrics().on_connection_close(listener_id_);
         worker_.detach(this, !parked_);
-        // (A parked connection's session shed its capacity already.)
-        if (auto& spares = spare_sets(); !parked_ && spares.size() < max_spare_sets) {
-            auto& s = spares.emplace_back();
+#if !defined(SLUICE_ASAN)
+        // A parked connection's session shed its capacity already, and one
+        // that parsed no request (a failed handshake, a scanner) grew none.
+        auto& spares = spare_sets();
+        if (!parked_ && req_.fields.capacity() != 0 && spares.size() < spares.capacity()) {
+            auto& s = spares.emplace_back(); // (within the room reserved)
             keep_capacity(s.req_fields, req_.fields);
             keep_capacity(s.resp_fields, resp_.fields);
             keep_capacity(s.head_out, head_out_);
@@ -382,15 +391,17 @@ template <typename Stream> class client_session final : public session_base {
             keep_capacity(s.sender_scratch.pieces, sender_scratch_.pieces);
             keep_capacity(s.sender_scratch.buffers, sender_scratch_.buffers);
         }
+#endif
     }
 
     static void* operator new(std::size_t size) {
-        return size == sizeof(client_session) ? spare_blocks<sizeof(client_session)>::take()
+        static_assert(alignof(client_session) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+        return size == sizeof(client_session) ? block_cache<sizeof(client_session)>::take()
                                               : ::operator new(size);
     }
     static void operator delete(void* p, std::size_t size) noexcept {
         if (size == sizeof(client_session))
-            spare_blocks<sizeof(client_session)>::give(p);
+            block_cache<sizeof(client_session)>::give(p);
         else
             ::operator delete(p, size);
     }
@@ -425,8 +436,12 @@ template <typename Stream> class client_session final : public session_base {
             close_sockets();
         // Otherwise the response in progress carries Connection: close.
     }
-    void close_now() override { close_sockets(); }
-    const std::string& listener() const override { return listener_key_; }
+    void close_now() override {
+        close_sockets();
+    }
+    const std::string& listener() const override {
+        return listener_key_;
+    }
 
   private:
     // The TLS handshake, within client_header. Failures (scanners, old
@@ -600,7 +615,9 @@ template <typename Stream> class client_session final : public session_base {
         return static_cast<std::size_t>(cfg.limits.max_header_bytes) + read_chunk;
     }
 
-    beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+    beast::tcp_stream& lowest() {
+        return beast::get_lowest_layer(stream_);
+    }
     // The address the client connected to, as a URI host ("[::1]" for IPv6).
     std::string local_host() {
         boost::system::error_code ec;
@@ -626,7 +643,9 @@ template <typename Stream> class client_session final : public session_base {
     std::string client_ip_;
     bool peer_trusted_ = false;
     bool v6_ = false; // the socket's family
-    bool draining() const { return drain_requested_ || worker_.draining(); }
+    bool draining() const {
+        return drain_requested_ || worker_.draining();
+    }
 
     bool idle_ = false;            // waiting for the first byte of a request
     bool woken_ = false;           // was parked and is readable: read at once
