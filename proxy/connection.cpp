@@ -141,7 +141,7 @@ template <std::size_t Size> class block_cache {
             return;
         }
 #endif
-        ::operator delete(p, Size);
+        ::operator delete(p);
     }
 
   private:
@@ -149,7 +149,7 @@ template <std::size_t Size> class block_cache {
         std::vector<void*> blocks;
         ~holder() {
             for (void* p : blocks)
-                ::operator delete(p, Size);
+                ::operator delete(p);
         }
     };
     static holder& list() {
@@ -403,7 +403,7 @@ template <typename Stream> class client_session final : public session_base {
         if (size == sizeof(client_session))
             block_cache<sizeof(client_session)>::give(p);
         else
-            ::operator delete(p, size);
+            ::operator delete(p);
     }
 
     // The connection's coroutine; owns the session (lifetime: until it returns).
