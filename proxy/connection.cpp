@@ -102,10 +102,10 @@ struct spare_capacity {
     relay_scratch scratch;
     relay_scratch sender_scratch;
 };
-constexpr std::size_t max_spare_sets = 32;
+[[maybe_unused]] constexpr std::size_t max_spare_sets = 32; // (unused under ASan)
 constexpr std::size_t max_spare_bytes = 4 * 1024;
 
-std::vector<spare_capacity>& spare_sets() {
+[[maybe_unused]] std::vector<spare_capacity>& spare_sets() {
     thread_local std::vector<spare_capacity> sets;
     return sets;
 }
@@ -350,16 +350,7 @@ template <typename Stream> class client_session final : public session_base {
             if (spares.capacity() == 0)
                 spares.reserve(max_spare_sets); // this thread keeps spares from now on
         } else {
-            auto& s = spares.back();
-            req_.fields = std::move(s.req_fields);
-            resp_.fields = std::move(s.resp_fields);
-            head_out_ = std::move(s.head_out);
-            request_head_ = std::move(s.request_head);
-            request_id_ = std::move(s.request_id);
-            path_ = std::move(s.path);
-            tried_ = std::move(s.tried);
-            scratch_ = std::move(s.scratch);
-            sender_scratch_ = std::move(s.sender_scratch);
+            pair_spares(spares.back(), [](auto& spare, auto& mine) { mine = std::move(spare); });
             spares.pop_back();
         }
 #endif
@@ -378,20 +369,25 @@ template <typename Stream> class client_session final : public session_base {
         // that parsed no request (a failed handshake, a scanner) grew none.
         auto& spares = spare_sets();
         if (!parked_ && req_.fields.capacity() != 0 && spares.size() < spares.capacity()) {
-            auto& s = spares.emplace_back(); // (within the room reserved)
-            keep_capacity(s.req_fields, req_.fields);
-            keep_capacity(s.resp_fields, resp_.fields);
-            keep_capacity(s.head_out, head_out_);
-            keep_capacity(s.request_head, request_head_);
-            keep_capacity(s.request_id, request_id_);
-            keep_capacity(s.path, path_);
-            keep_capacity(s.tried, tried_);
-            keep_capacity(s.scratch.pieces, scratch_.pieces);
-            keep_capacity(s.scratch.buffers, scratch_.buffers);
-            keep_capacity(s.sender_scratch.pieces, sender_scratch_.pieces);
-            keep_capacity(s.sender_scratch.buffers, sender_scratch_.buffers);
+            pair_spares(spares.emplace_back(), // (within the room reserved)
+                        [](auto& spare, auto& mine) { keep_capacity(spare, mine); });
         }
 #endif
+    }
+    // Calls f(spare's container, this session's container) for each
+    // container a spare_capacity holds.
+    template <typename F> void pair_spares(spare_capacity& s, F f) {
+        f(s.req_fields, req_.fields);
+        f(s.resp_fields, resp_.fields);
+        f(s.head_out, head_out_);
+        f(s.request_head, request_head_);
+        f(s.request_id, request_id_);
+        f(s.path, path_);
+        f(s.tried, tried_);
+        f(s.scratch.pieces, scratch_.pieces);
+        f(s.scratch.buffers, scratch_.buffers);
+        f(s.sender_scratch.pieces, sender_scratch_.pieces);
+        f(s.sender_scratch.buffers, sender_scratch_.buffers);
     }
 
     static void* operator new(std::size_t size) {
