@@ -872,6 +872,8 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
         disarm_client_timer();
         idle_ = false;
         if (!rec) {
+            // (The timer may have fired as the bytes came: they count.)
+            client_timed_out_ = false;
             in_.commit(got);
             co_return true;
         }

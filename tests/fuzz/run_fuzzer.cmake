@@ -23,9 +23,20 @@ execute_process(
   COMMAND ${FUZZER} ${WORK}/corpus
     -max_total_time=${SECONDS} -timeout=10 -rss_limit_mb=2048 -max_len=8192
     -dict=${DICT} -artifact_prefix=${WORK}/artifacts/ -print_final_stats=1
-  RESULT_VARIABLE rc)
+  RESULT_VARIABLE rc
+  OUTPUT_VARIABLE out ECHO_OUTPUT_VARIABLE
+  ERROR_VARIABLE err ECHO_ERROR_VARIABLE)
 if(NOT rc EQUAL 0)
+  # What failed and the input that did it, last: a log cut in the middle
+  # (libFuzzer prints thousands of lines) still shows them.
+  string(REGEX MATCHALL "[^\n]*(\\*\\*\\* fuzz invariant|ERROR: |SUMMARY: )[^\n]*" why "${err}")
+  list(JOIN why "\n" why)
   file(GLOB found ${WORK}/artifacts/*)
-  message(FATAL_ERROR "${FUZZER} failed (exit ${rc}); reproducers: ${found}\n"
+  set(inputs "")
+  foreach(f ${found})
+    file(READ ${f} bytes HEX LIMIT 4096)
+    string(APPEND inputs "\n${f} (hex, first 4 KiB):\n${bytes}")
+  endforeach()
+  message(FATAL_ERROR "${FUZZER} failed (exit ${rc}):\n${why}\nreproducers:${inputs}\n"
     "replay one with: ${FUZZER} <file>")
 endif()

@@ -64,7 +64,8 @@ constexpr std::string_view tag_header = "X-Upstream-Seq";
 
 // What the upstream saw during one input.
 struct upstream_log {
-    int whole = 0; // requests received with their whole body (and answered)
+    int whole = 0;             // requests received with their whole body (and answered)
+    std::string request_lines; // theirs, one per line, for a failure's report
     void reset() { *this = {}; }
 };
 upstream_log seen;
@@ -149,8 +150,10 @@ net::awaitable<void> serve_upstream(tcp::socket sock) {
         case http::framing::until_close:
             SLUICE_FUZZ_CHECK(false, "upstream: a request framed until close");
         }
-        buf.erase(0, taken);
         const int seq = ++seen.whole;
+        seen.request_lines.append(buf, 0, std::min<std::size_t>(buf.find("\r\n"), 200));
+        seen.request_lines += '\n';
+        buf.erase(0, taken);
         std::string answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n";
         answer += tag_header;
         answer += ": " + std::to_string(seq) + "\r\n\r\n";
@@ -205,6 +208,8 @@ net::awaitable<void> run_client(tcp::socket sock, std::string_view input, std::s
             std::fprintf(stderr, "client received (%zu bytes):\n%.*s\n", whole.size(),             \
                          static_cast<int>(std::min<std::size_t>(whole.size(), 4096)),              \
                          whole.data());                                                            \
+            std::fprintf(stderr, "upstream answered %d requests:\n%s", seen.whole,                 \
+                         seen.request_lines.c_str());                                              \
             SLUICE_FUZZ_CHECK(false, what);                                                        \
         }                                                                                          \
     } while (0)
@@ -378,6 +383,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
         // One handler at a time, so the loop ends as soon as the session has.
         io.run_one_for(std::chrono::milliseconds(50));
     }
+    // What the upstream still has to read (a connection not yet accepted, a
+    // request not yet parsed) belongs to this input, not the next: run
+    // everything that is ready before checking.
+    while (io.poll() != 0 && std::chrono::steady_clock::now() < deadline) {
+    }
+    io.restart(); // (in case poll() ran out of work)
     SLUICE_FUZZ_CHECK(run.done, "session: the proxy never closed the client connection");
     SLUICE_FUZZ_CHECK(h.worker->active_connections() == 0,
                       "session: a session outlived its client");
