@@ -6,6 +6,7 @@
 #include "proxy/headers.hpp"
 #include "proxy/http_parser.hpp"
 #include "proxy/log.hpp"
+#include "proxy/plain_stream.hpp"
 #include "proxy/relay.hpp"
 #include "proxy/upstream_tls.hpp"
 #include "proxy/worker.hpp"
@@ -180,8 +181,8 @@ std::string ipv4_text(const std::array<std::uint8_t, 16>& b) {
 tcp::socket& socket_of(tcp::socket& s) {
     return s;
 }
-tcp::socket& socket_of(beast::ssl_stream<beast::tcp_stream>& s) {
-    return beast::get_lowest_layer(s).socket();
+tcp::socket& socket_of(beast::ssl_stream<plain_stream>& s) {
+    return s.next_layer().socket();
 }
 tcp::socket& socket_of(net::ssl::stream<beast::tcp_stream&>& s) {
     return s.next_layer().socket();
@@ -311,11 +312,11 @@ struct body_sender {
     bool stop = false; // set by the exchange: send no more
 };
 
-// Stream: beast::tcp_stream for plain HTTP, beast::ssl_stream<tcp_stream>
+// Stream: plain_stream for plain HTTP, beast::ssl_stream<plain_stream>
 // for HTTPS listeners.
 template <typename Stream> class client_session final : public session_base {
   public:
-    static constexpr bool is_tls = !std::is_same_v<Stream, beast::tcp_stream>;
+    static constexpr bool is_tls = !std::is_same_v<Stream, plain_stream>;
 
     // `contexts` (HTTPS only) is kept for the connection's life: the SNI
     // callback refers to it, and a reload may drop the snapshot that held it.
@@ -404,11 +405,10 @@ template <typename Stream> class client_session final : public session_base {
 
     // The connection's coroutine; owns the session (lifetime: until it returns).
     static net::awaitable<void> serve(std::unique_ptr<client_session> self) {
-        if constexpr (is_tls) {
-            if (!co_await self->handshake())
-                co_return;
-        }
-        for (;;) {
+        bool serving = true;
+        if constexpr (is_tls)
+            serving = co_await self->handshake();
+        while (serving) {
             // Between requests serve_one's frame (and all it called) is
             // gone; a plain connection with nothing to read is parked by
             // await_request and this coroutine ends too.
@@ -423,7 +423,7 @@ template <typename Stream> class client_session final : public session_base {
             if (!co_await self->serve_one())
                 break;
         }
-        co_await self->finish();
+        co_await self->finish(); // (also after a failed handshake: see plain_stream)
     }
 
     void on_drain() override {
@@ -445,6 +445,7 @@ template <typename Stream> class client_session final : public session_base {
     net::awaitable<bool> handshake() {
         lowest().expires_after(worker_.current()->cfg.timeouts.client_header);
         auto [ec] = co_await stream_.async_handshake(net::ssl::stream_base::server, use_tuple);
+        lowest().expires_never();
         using handshake = worker_metrics::handshake;
         if (ec) {
             worker_.metrics().on_tls_handshake(listener_id_, handshake::failed);
@@ -599,6 +600,29 @@ template <typename Stream> class client_session final : public session_base {
             return c.read_now(b, ec);
         }
     };
+    // The client connection as relay_body's destination: every write that
+    // waits has client_body, plain or TLS (the TLS stream itself has no
+    // deadline to set), and the deadline ends with the write.
+    struct client_sink {
+        client_session* s;
+        using executor_type = net::any_io_executor;
+        executor_type get_executor() { return s->stream_.get_executor(); }
+        void expires_after(std::chrono::milliseconds d) { s->lowest().expires_after(d); }
+        void expires_never() { s->client_op_done(); }
+        template <typename Buffers, typename Token>
+        auto async_write_some(const Buffers& b, Token&& t) {
+            return s->stream_.async_write_some(b, std::forward<Token>(t));
+        }
+        template <typename Buffers>
+        std::size_t write_now(const Buffers& b, boost::system::error_code& ec) {
+            return sluice::proxy::try_write_now(s->stream_, b, ec);
+        }
+        template <typename Buffers>
+        friend std::size_t try_write_now(client_sink& c, const Buffers& b,
+                                         boost::system::error_code& ec) {
+            return c.write_now(b, ec);
+        }
+    };
     // How relaying the request body from the client ended, as the error the
     // client gets (none when the client's side did not fail).
     proxy_error client_side_error(relay_outcome o) const {
@@ -611,8 +635,18 @@ template <typename Stream> class client_session final : public session_base {
         return static_cast<std::size_t>(cfg.limits.max_header_bytes) + read_chunk;
     }
 
-    beast::tcp_stream& lowest() {
-        return beast::get_lowest_layer(stream_);
+    // The TCP layer: the plain stream itself, or the one under TLS.
+    plain_stream& lowest() {
+        if constexpr (is_tls)
+            return stream_.next_layer();
+        else
+            return stream_;
+    }
+    // An operation on the client that had a deadline has ended: the
+    // deadline ends with it (plain_stream keeps it armed until told, so it
+    // must not outlive what it guarded, e.g. into a wait on the upstream).
+    void client_op_done() {
+        lowest().expires_never();
     }
     // The address the client connected to, as a URI host ("[::1]" for IPv6).
     std::string local_host() {
@@ -714,6 +748,10 @@ template <typename Stream> net::awaitable<void> client_session<Stream>::finish()
         }
     }
     close_sockets();
+    // The stream's timer handlers refer to it: let them all run.
+    lowest().expires_never();
+    while (lowest().waits() > 0)
+        co_await net::post(stream_.get_executor(), net::use_awaitable);
 }
 
 template <typename Stream>
@@ -792,6 +830,7 @@ net::awaitable<bool> client_session<Stream>::send_local(int status, std::string_
     status_ = status;
     lowest().expires_after(snap_->cfg.timeouts.client_body);
     auto [ec, n] = co_await net::async_write(stream_, net::buffer(head_out_), use_tuple);
+    client_op_done();
     if (ec) {
         error_ = proxy_error::client_closed;
         co_return false;
@@ -826,6 +865,7 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
         lowest().expires_after(cfg.timeouts.client_idle);
         auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(cfg));
         auto [ec, n] = co_await stream_.async_read_some(net::buffer(p, room), use_tuple);
+        lowest().expires_never();
         idle_ = false;
         if (ec)
             co_return false;
@@ -1373,7 +1413,8 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
     conn.buffer.consume(resp_.head_size);
 
     upstream_io response_source{conn};
-    const auto got = co_await relay_body(response_source, conn.buffer, stream_, framing,
+    client_sink response_sink{this};
+    const auto got = co_await relay_body(response_source, conn.buffer, response_sink, framing,
                                          response_length, dechunk, up.response_timeout,
                                          cfg.timeouts.client_body, 0, head_out_, scratch_);
     bytes_out_ += got.bytes;
@@ -1510,6 +1551,7 @@ net::awaitable<bool> client_session<Stream>::write_continue(const config::config
     lowest().expires_after(cfg.timeouts.client_body);
     auto [ec, n] =
         co_await net::async_write(stream_, net::buffer(reply.data(), reply.size()), use_tuple);
+    client_op_done();
     co_return !ec;
 }
 
@@ -1646,18 +1688,17 @@ void start_session(worker& w, tcp::socket socket, const tcp::endpoint& peer,
     if (listener == nullptr)
         return; // removed by a reload a moment ago: close
     if (auto contexts = listener->tls) {
-        using tls_stream = beast::ssl_stream<beast::tcp_stream>;
+        using tls_stream = beast::ssl_stream<plain_stream>;
         auto& initial = contexts->initial();
         auto session = std::make_unique<client_session<tls_stream>>(
-            w, tls_stream(beast::tcp_stream(std::move(socket)), initial), *listener,
-            std::move(contexts), peer);
+            w, tls_stream(plain_stream(std::move(socket)), initial), *listener, std::move(contexts),
+            peer);
         net::co_spawn(w.io(), client_session<tls_stream>::serve(std::move(session)), net::detached);
         return;
     }
-    auto session = std::make_unique<client_session<beast::tcp_stream>>(
-        w, beast::tcp_stream(std::move(socket)), *listener, nullptr, peer);
-    net::co_spawn(w.io(), client_session<beast::tcp_stream>::serve(std::move(session)),
-                  net::detached);
+    auto session = std::make_unique<client_session<plain_stream>>(
+        w, plain_stream(std::move(socket)), *listener, nullptr, peer);
+    net::co_spawn(w.io(), client_session<plain_stream>::serve(std::move(session)), net::detached);
 }
 
 bool resume_session(worker& w, tcp::socket socket, std::uint32_t listener_id) {
@@ -1670,10 +1711,9 @@ bool resume_session(worker& w, tcp::socket socket, std::uint32_t listener_id) {
     const auto peer = socket.remote_endpoint(ec);
     if (ec)
         return false; // (the client has gone)
-    auto session = std::make_unique<client_session<beast::tcp_stream>>(
-        w, beast::tcp_stream(std::move(socket)), *listener, nullptr, peer, true);
-    net::co_spawn(w.io(), client_session<beast::tcp_stream>::serve(std::move(session)),
-                  net::detached);
+    auto session = std::make_unique<client_session<plain_stream>>(
+        w, plain_stream(std::move(socket)), *listener, nullptr, peer, true);
+    net::co_spawn(w.io(), client_session<plain_stream>::serve(std::move(session)), net::detached);
     return true;
 }
 

@@ -203,6 +203,10 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
                 if constexpr (requires { dst.expires_after(write_timeout); })
                     dst.expires_after(write_timeout);
                 auto [wec, n] = co_await net::async_write(dst, scratch.buffers, use_tuple);
+                // A destination whose deadline outlives the write (the
+                // plain client stream) is told that the write has ended.
+                if constexpr (requires { dst.expires_never(); })
+                    dst.expires_never();
                 if (wec) {
                     r.outcome = relay_outcome::write_failed;
                     co_return r;

@@ -12,7 +12,7 @@ import time
 import pytest
 
 import harness
-from harness import RawOrigin, assert_proxy_error, body_report, build_request, chunked_body
+from harness import RawOrigin, assert_proxy_error, body_report, build_request, chunked_body, http_response
 
 
 def assert_closed(c, timeout=3.0):
@@ -110,6 +110,45 @@ def test_slow_but_steady_body_is_not_cut_by_client_body(env, raw):
     assert r.status == 200, r
     assert r.json()["bytes"] == 12000
     assert r.json()["sha256"] == hashlib.sha256(b"".join(pieces)).hexdigest()
+
+
+# -- client_body while the response is written
+
+
+def test_client_that_stops_reading_the_response_is_closed_after_client_body(env):
+    # The response is far larger than the socket buffers, so the proxy's
+    # write waits on the client; with no progress for client_body the proxy
+    # gives the connection up instead of holding it (and the origin's) open.
+    origin = env.origin("o")
+    proxy = env.proxy([origin], timeouts={"client_body": "500ms"})
+    harness.assert_stalled_reader_given_up(proxy, env.client(proxy, timeout=10), 0.5)
+
+
+def test_response_pausing_past_client_body_reaches_a_reading_client_whole(env):
+    # client_body bounds each wait on the client, not the gaps in the
+    # response: the origin sends 16 MiB (more than the socket buffers take
+    # at once, so some of the proxy's writes wait on the client), pauses
+    # for three times client_body, then sends the rest.
+    first = b"a" * (16 * 1024 * 1024)
+    rest = b"z" * 1000
+
+    def respond(conn):
+        req = conn.read_request_head()
+        if req is None:
+            return
+        conn.send(http_response(200, headers={"Content-Length": str(len(first) + len(rest))}) + first)
+        time.sleep(0.9)  # the origin's pause: the behaviour under test
+        conn.send(rest)
+        conn.origin.stopped.wait(10)
+
+    o = RawOrigin(respond)
+    env.origins.append(o)
+    proxy = env.proxy([o], timeouts={"client_body": "300ms"})
+    c = env.client(proxy, timeout=10)
+    r = c.get("/paused")
+    assert r.status == 200, r
+    assert len(r.body) == len(first) + len(rest)
+    assert r.body[-len(rest):] == rest
 
 
 # -- client_header (slowloris)

@@ -400,6 +400,30 @@ def test_large_download_over_tls_is_intact(proxy, env, certs):
     assert c.get("/small", host="a.test").status == 200
 
 
+@pytest.mark.parametrize("nth", ["first", "second"])
+def test_slow_answer_over_tls_outlasting_client_idle_and_client_header_is_delivered(env, origin, certs, nth):
+    # client_idle bounds the wait for a request and client_header its
+    # head; neither may bound the upstream's answer (upstream_response
+    # does): an origin taking longer than both still reaches the client,
+    # on a connection's first request (after the handshake) as on a later one.
+    proxy = tls_proxy(env, [origin], default_entries(certs),
+                      timeouts={"client_idle": "500ms", "client_header": "500ms", "client_body": "500ms"})
+    c = connect(env, proxy, ctx(certs), sni="a.test")
+    if nth == "second":
+        assert c.get("/small", host="a.test").status == 200
+    r = c.get("/delay/1200", host="a.test", timeout=10)
+    assert r.status == 200, r
+    assert c.get("/small", host="a.test").status == 200
+
+
+def test_tls_client_that_stops_reading_the_response_is_closed_after_client_body(env, origin, certs):
+    # As on plain HTTP (test_limits.py): a write to the client that waits
+    # longer than client_body gives the connection up.
+    proxy = tls_proxy(env, [origin], default_entries(certs), timeouts={"client_body": "500ms"})
+    c = connect(env, proxy, ctx(certs), sni="a.test")
+    harness.assert_stalled_reader_given_up(proxy, c, 0.5, host="a.test")
+
+
 def test_websocket_over_tls(proxy, env, certs):
     c = connect(env, proxy, ctx(certs), sni="a.test")
     ws = WebSocketClient(c)

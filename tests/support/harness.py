@@ -807,6 +807,26 @@ def sanitizer_report(stderr_text, limit=12000):
     return stderr_text[start if start >= 0 else min(starts):][:limit]
 
 
+def assert_stalled_reader_given_up(proxy, client, client_body, host="localhost"):
+    """`client` asks `proxy` for 64 MiB, reads the response head and then
+    nothing: the proxy's writes wait on it, and once one has waited
+    `client_body` (seconds) the proxy must give the connection up, logging
+    the request with what it sent, and close it."""
+    n = 64 * 1024 * 1024
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    client.send(build_request("GET", f"/bytes/{n}", host=host))
+    _, status, _, headers = client._read_head(time.monotonic() + 5)
+    assert status == 200
+    t0 = time.monotonic()
+    rec = proxy.wait_access_record(headers.get("X-Request-ID"), timeout=5 + client_body)
+    elapsed = time.monotonic() - t0
+    assert rec["status"] == 200 and rec["bytes_out"] < n, rec
+    assert elapsed >= 0.8 * client_body, \
+        f"the connection was given up {elapsed:.3f}s after the client stopped reading"
+    how, _ = client.wait_closed(5)
+    assert how in ("eof", "reset"), "connection still open after the access record"
+
+
 def assert_proxy_error(resp, status, header="X-Request-ID"):
     """A response the proxy generated itself (SPEC 3): the status, a short
     plain-text body naming the request ID, and the request ID header."""
