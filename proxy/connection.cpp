@@ -405,25 +405,33 @@ template <typename Stream> class client_session final : public session_base {
 
     // The connection's coroutine; owns the session (lifetime: until it returns).
     static net::awaitable<void> serve(std::unique_ptr<client_session> self) {
-        bool serving = true;
-        if constexpr (is_tls)
-            serving = co_await self->handshake();
-        while (serving) {
-            // Between requests serve_one's frame (and all it called) is
-            // gone; a plain connection with nothing to read is parked by
-            // await_request and this coroutine ends too.
-            if (self->in_.empty()) {
-                if (self->draining())
-                    break;
-                // (A co_await apart from any && or ||: GCC 12 miscompiles those.)
-                const bool arrived = co_await self->await_request();
-                if (!arrived)
+        // However the session ends, finish() runs: the stream's and the
+        // client timer's handlers refer to the session and must all have
+        // run before it goes. (An exception would otherwise vanish in
+        // co_spawn, the session with it.)
+        try {
+            bool serving = true;
+            if constexpr (is_tls)
+                serving = co_await self->handshake();
+            while (serving) {
+                // Between requests serve_one's frame (and all it called) is
+                // gone; a plain connection with nothing to read is parked by
+                // await_request and this coroutine ends too.
+                if (self->in_.empty()) {
+                    if (self->draining())
+                        break;
+                    // (A co_await apart from any && or ||: GCC 12 miscompiles those.)
+                    const bool arrived = co_await self->await_request();
+                    if (!arrived)
+                        break;
+                }
+                if (!co_await self->serve_one())
                     break;
             }
-            if (!co_await self->serve_one())
-                break;
+        } catch (const std::exception& e) {
+            log::error("connection failed", {{"client", self->client_ip_}, {"error", e.what()}});
         }
-        co_await self->finish(); // (also after a failed handshake: see plain_stream)
+        co_await self->finish();
     }
 
     void on_drain() override {
@@ -449,7 +457,9 @@ template <typename Stream> class client_session final : public session_base {
         using handshake = worker_metrics::handshake;
         if (ec) {
             worker_.metrics().on_tls_handshake(listener_id_, handshake::failed);
-            log::debug("tls handshake failed", {{"client", client_ip_}, {"error", ec.message()}});
+            log::debug("tls handshake failed",
+                       {{"client", client_ip_},
+                        {"error", lowest().timed_out() ? "timeout" : ec.message()}});
             co_return false;
         }
         worker_.metrics().on_tls_handshake(listener_id_, SSL_session_reused(stream_.native_handle())
@@ -538,9 +548,11 @@ template <typename Stream> class client_session final : public session_base {
     net::awaitable<void> finish();
     void close_sockets();
     // Arms client_timer_: after `d` the pending client read is cancelled and
-    // client_timed_out_ set. Re-arming replaces the previous deadline.
+    // client_timed_out_ set. Re-arming replaces the previous deadline. (The
+    // stream's own deadline is left alone: set, it guards a response write
+    // running beside this read, the body sender's; every other operation
+    // clears it when it ends.)
     void arm_client_timer(std::chrono::milliseconds d) {
-        lowest().expires_never(); // the stream's own timeout would close the socket
         client_timed_out_ = false;
         client_timer_armed_ = true;
         if (!client_timer_)
@@ -684,7 +696,7 @@ template <typename Stream> class client_session final : public session_base {
     bool linger_ = false;          // close gracefully: the client may still be sending
     byte_buffer in_{&worker_.blocks()};
     // Timeouts on reads from the client that must still be answered (408):
-    // Beast's stream timeout would close the socket, this one only cancels.
+    // the stream's deadline would close the socket, this one only cancels.
     // Made when first armed: many connections never need it.
     std::optional<net::steady_timer> client_timer_;
     std::uint64_t client_timer_round_ = 0; // tells a stale wakeup from the current one
@@ -785,6 +797,10 @@ net::awaitable<proxy_error> client_session<Stream>::read_head(const config::conf
             // The head has not arrived whole: from here on it has client_header.
             timer_armed = true;
             arm_client_timer(cfg.timeouts.client_header);
+        } else if (client_timed_out_) {
+            // client_header passed as the last read completed (its cancel
+            // came too late): the timer is spent, and the head is still short.
+            co_return proxy_error::header_timeout;
         }
         auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(cfg));
         auto [ec, n] = co_await stream_.async_read_some(net::buffer(p, room), use_tuple);
@@ -1216,6 +1232,7 @@ net::awaitable<bool> client_session<Stream>::switch_protocols(const config::conf
     upstream_->buffer.consume(resp_.head_size);
     lowest().expires_after(cfg.timeouts.client_body);
     auto [ec, n] = co_await net::async_write(stream_, net::buffer(head_out_), use_tuple);
+    client_op_done();
     if (ec) {
         upstream_.reset();
         error_ = proxy_error::client_closed;

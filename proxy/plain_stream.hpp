@@ -3,9 +3,9 @@
 // Beast's tcp_stream (under TLS too, as the TLS stream's next layer). The
 // tcp_stream keeps its state in a shared block with three timers, built and
 // torn down on every connection, and arms a timer around each operation;
-// this stream makes its one timer on first use and arms it only when an
-// operation has to wait past a deadline not yet armed for. Included only by
-// the files that run exchanges (Asio).
+// this stream makes its one timer on first use and arms it once per
+// deadline, at the first asynchronous operation after the deadline was set.
+// Included only by the files that run exchanges (Asio).
 //
 // The deadline works as the tcp_stream's does for the session's purposes:
 // set with expires_after/expires_at, cleared with expires_never; when it
@@ -24,6 +24,7 @@
 // touches nothing but the count.
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/assert.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
@@ -41,8 +42,10 @@ class plain_stream {
     using clock = std::chrono::steady_clock;
 
     explicit plain_stream(socket_type socket) : socket_(std::move(socket)) {}
-    // Movable only before its timer exists (the session takes it whole).
-    plain_stream(plain_stream&& other) noexcept : socket_(std::move(other.socket_)) {}
+    // Movable only before a deadline was set (the session takes it whole).
+    plain_stream(plain_stream&& other) noexcept : socket_(std::move(other.socket_)) {
+        BOOST_ASSERT(!other.timer_ && !other.set_);
+    }
     plain_stream& operator=(plain_stream&&) = delete;
 
     // (What asio::ssl::stream asks of the layer under it.)
@@ -55,6 +58,8 @@ class plain_stream {
 
     void expires_after(clock::duration d) { expires_at(clock::now() + d); }
     void expires_at(clock::time_point t) {
+        if (armed_ && t == deadline_)
+            return; // (the linger loop sets the same one before each read)
         deadline_ = t;
         set_ = true;
         if (armed_) {

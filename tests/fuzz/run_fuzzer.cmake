@@ -24,7 +24,6 @@ execute_process(
     -max_total_time=${SECONDS} -timeout=10 -rss_limit_mb=2048 -max_len=8192
     -dict=${DICT} -artifact_prefix=${WORK}/artifacts/ -print_final_stats=1
   RESULT_VARIABLE rc
-  OUTPUT_VARIABLE out ECHO_OUTPUT_VARIABLE
   ERROR_VARIABLE err ECHO_ERROR_VARIABLE)
 if(NOT rc EQUAL 0)
   # What failed and the input that did it, last: a log cut in the middle

@@ -386,7 +386,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
     // What the upstream still has to read (a connection not yet accepted, a
     // request not yet parsed) belongs to this input, not the next: run
     // everything that is ready before checking.
-    while (io.poll() != 0 && std::chrono::steady_clock::now() < deadline) {
+    // One handler at a time: a coroutine that yields in a loop (finish()
+    // waiting for timer handlers) must not keep one poll() going forever.
+    while (io.poll_one() != 0 && std::chrono::steady_clock::now() < deadline) {
     }
     io.restart(); // (in case poll() ran out of work)
     SLUICE_FUZZ_CHECK(run.done, "session: the proxy never closed the client connection");

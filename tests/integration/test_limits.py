@@ -124,6 +124,31 @@ def test_client_that_stops_reading_the_response_is_closed_after_client_body(env)
     harness.assert_stalled_reader_given_up(proxy, env.client(proxy, timeout=10), 0.5)
 
 
+def test_client_that_uploads_but_never_reads_the_echo_is_closed_after_client_body(env):
+    # The origin echoes the body as it arrives; the client keeps sending and
+    # reads nothing after the head. The proxy's response write waits on the
+    # client while its body sender reads from the same client: the reads'
+    # own timer must not lift the write's client_body.
+    origin = env.origin("o")
+    proxy = env.proxy([origin], timeouts={"client_body": "500ms"})
+    c = env.client(proxy, timeout=10)
+    c.sock.setsockopt(harness.socket.SOL_SOCKET, harness.socket.SO_RCVBUF, 65536)
+    # 256 KiB every 20 ms: the proxy's body sender waits on the client
+    # between pieces (well within client_body) while the echo fills the
+    # client's buffers. 64 MiB, never ended.
+    piece = os.urandom(256 * 1024)
+    wire = [build_request("POST", "/echo", [("Transfer-Encoding", "chunked")])]
+    wire += [b"%x\r\n" % len(piece) + piece + b"\r\n"] * 256
+    sender = c.send_background(wire, pace=0.02)
+    _, status, _, headers = c._read_head(time.monotonic() + 5)
+    assert status == 200
+    rec = proxy.wait_access_record(headers.get("X-Request-ID"), timeout=6)
+    assert rec["status"] == 200, rec
+    how, _ = c.wait_closed(5)
+    assert how in ("eof", "reset"), "connection still open after the access record"
+    sender.stop()
+
+
 def test_response_pausing_past_client_body_reaches_a_reading_client_whole(env):
     # client_body bounds each wait on the client, not the gaps in the
     # response: the origin sends 16 MiB (more than the socket buffers take
