@@ -29,13 +29,13 @@ USER_AREAS = [
     (r"scheduler|executor|any_io_executor|handler_work|executor_function|thread_info_base",
      "Asio scheduler and executors"),
     (r"awaitable|coroutine|co_spawn|as_tuple|use_awaitable", "coroutine machinery"),
-    (r"basic_stream|beast::", "Beast tcp_stream (timeouts)"),
+    (r"basic_stream|beast::", "Beast (TLS stream; upstream tcp_stream)"),
     (r"^(__libc_|__GI_|__sendmsg|__recvmsg|sendmsg|recvmsg|recv|send|epoll_wait|epoll_ctl|syscall)",
      "libc system-call wrappers"),
     (r"mem(cpy|move|set|chr|cmp)|str(len|chr|cmp)|__mem|__str", "libc string and memory"),
     # What is left, by library.
     (r"^boost::(asio|system)::", "Asio, other (composed operations, buffers, errors)"),
-    (r"^boost::beast::", "Beast tcp_stream (timeouts)"),
+    (r"^boost::beast::", "Beast (TLS stream; upstream tcp_stream)"),
     (r"^sluice::", "sluice, other"),
     (r"^std::", "C++ standard library"),
 ]

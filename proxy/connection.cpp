@@ -429,7 +429,12 @@ template <typename Stream> class client_session final : public session_base {
                     break;
             }
         } catch (const std::exception& e) {
-            log::error("connection failed", {{"client", self->client_ip_}, {"error", e.what()}});
+            try {
+                log::error("connection failed",
+                           {{"client", self->client_ip_}, {"error", e.what()}});
+            } catch (...) {
+                // (out of memory: the session still ends through finish())
+            }
         }
         co_await self->finish();
     }
@@ -548,10 +553,10 @@ template <typename Stream> class client_session final : public session_base {
     net::awaitable<void> finish();
     void close_sockets();
     // Arms client_timer_: after `d` the pending client read is cancelled and
-    // client_timed_out_ set. Re-arming replaces the previous deadline. (The
-    // stream's own deadline is left alone: set, it guards a response write
-    // running beside this read, the body sender's; every other operation
-    // clears it when it ends.)
+    // client_timed_out_ set. Re-arming replaces the previous deadline. The
+    // stream's own deadline is left alone: when one is set here, it is a
+    // response write's, going on while the body sender reads (every other
+    // operation clears its deadline when it ends).
     void arm_client_timer(std::chrono::milliseconds d) {
         client_timed_out_ = false;
         client_timer_armed_ = true;
@@ -699,6 +704,9 @@ template <typename Stream> class client_session final : public session_base {
     // the stream's deadline would close the socket, this one only cancels.
     // Made when first armed: many connections never need it.
     std::optional<net::steady_timer> client_timer_;
+    // The latest request's body sender: finish() waits for it should an
+    // exception have ended the exchange while it ran.
+    std::shared_ptr<body_sender> last_sender_;
     std::uint64_t client_timer_round_ = 0; // tells a stale wakeup from the current one
     int client_timer_waits_ = 0;           // client_timer_ handlers not yet run
     bool client_timer_armed_ = false;      // armed since the last disarm
@@ -760,6 +768,8 @@ template <typename Stream> net::awaitable<void> client_session<Stream>::finish()
         }
     }
     close_sockets();
+    if (last_sender_ && !last_sender_->finished)
+        co_await stop_sender(*last_sender_); // (it refers to this session)
     // The stream's timer handlers refer to it: let them all run.
     lowest().expires_never();
     while (lowest().waits() > 0)
@@ -1363,6 +1373,7 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
                 co_return false;
             }
             sender = std::make_shared<body_sender>(stream_.get_executor());
+            last_sender_ = sender;
             net::co_spawn(stream_.get_executor(),
                           send_body(this, sender, request_head, request_framing, request_length),
                           net::detached);

@@ -204,7 +204,7 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
                     dst.expires_after(write_timeout);
                 auto [wec, n] = co_await net::async_write(dst, scratch.buffers, use_tuple);
                 // A destination whose deadline outlives the write (the
-                // plain client stream) is told that the write has ended.
+                // client connection's) is told that the write has ended.
                 if constexpr (requires { dst.expires_never(); })
                     dst.expires_never();
                 if (wec) {

@@ -385,12 +385,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
     }
     // What the upstream still has to read (a connection not yet accepted, a
     // request not yet parsed) belongs to this input, not the next: run
-    // everything that is ready before checking.
-    // One handler at a time: a coroutine that yields in a loop (finish()
-    // waiting for timer handlers) must not keep one poll() going forever.
+    // everything that is ready before checking, a handler at a time, so a
+    // coroutine yielding in a loop cannot hold one call past the deadline.
     while (io.poll_one() != 0 && std::chrono::steady_clock::now() < deadline) {
     }
-    io.restart(); // (in case poll() ran out of work)
+    io.restart(); // (in case poll_one() ran out of work)
     SLUICE_FUZZ_CHECK(run.done, "session: the proxy never closed the client connection");
     SLUICE_FUZZ_CHECK(h.worker->active_connections() == 0,
                       "session: a session outlived its client");

@@ -153,7 +153,7 @@ def test_response_pausing_past_client_body_reaches_a_reading_client_whole(env):
     # client_body bounds each wait on the client, not the gaps in the
     # response: the origin sends 16 MiB (more than the socket buffers take
     # at once, so some of the proxy's writes wait on the client), pauses
-    # for three times client_body, then sends the rest.
+    # for over twice client_body, then sends the rest.
     first = b"a" * (16 * 1024 * 1024)
     rest = b"z" * 1000
 
@@ -162,13 +162,13 @@ def test_response_pausing_past_client_body_reaches_a_reading_client_whole(env):
         if req is None:
             return
         conn.send(http_response(200, headers={"Content-Length": str(len(first) + len(rest))}) + first)
-        time.sleep(0.9)  # the origin's pause: the behaviour under test
+        time.sleep(2.2)  # the origin's pause: the behaviour under test
         conn.send(rest)
         conn.origin.stopped.wait(10)
 
     o = RawOrigin(respond)
     env.origins.append(o)
-    proxy = env.proxy([o], timeouts={"client_body": "300ms"})
+    proxy = env.proxy([o], timeouts={"client_body": "1s"})
     c = env.client(proxy, timeout=10)
     r = c.get("/paused")
     assert r.status == 200, r

@@ -814,15 +814,14 @@ def assert_stalled_reader_given_up(proxy, client, client_body, host="localhost")
     the request with what it sent, and close it."""
     n = 64 * 1024 * 1024
     client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    t0 = time.monotonic()  # (no write of the answer can have waited before this)
     client.send(build_request("GET", f"/bytes/{n}", host=host))
     _, status, _, headers = client._read_head(time.monotonic() + 5)
     assert status == 200
-    t0 = time.monotonic()
     rec = proxy.wait_access_record(headers.get("X-Request-ID"), timeout=5 + client_body)
     elapsed = time.monotonic() - t0
     assert rec["status"] == 200 and rec["bytes_out"] < n, rec
-    assert elapsed >= 0.8 * client_body, \
-        f"the connection was given up {elapsed:.3f}s after the client stopped reading"
+    assert elapsed >= client_body, f"the connection was given up {elapsed:.3f}s after the request"
     how, _ = client.wait_closed(5)
     assert how in ("eof", "reset"), "connection still open after the access record"
 

@@ -79,13 +79,13 @@ TEST_CASE("plain_stream: a read waiting past its deadline closes the socket") {
 TEST_CASE("plain_stream: a deadline cleared after its operation never fires") {
     connected_pair p;
     auto& s = *p.stream;
-    s.expires_after(100ms);
+    s.expires_after(300ms);
     p.start_read();
     net::write(p.peer, net::buffer("x", 1));
     REQUIRE(p.run_until([&] { return p.result.has_value(); }));
     CHECK_FALSE(*p.result);
     s.expires_never();
-    p.run_for(250ms); // past the old deadline
+    p.run_for(500ms); // past the old deadline
     check_untouched(s);
     CHECK(s.waits() == 0);
 }
@@ -107,15 +107,30 @@ TEST_CASE("plain_stream: a new deadline replaces the armed one") {
     REQUIRE(p.run_until([&] { return s.waits() == 0; }));
 }
 
+TEST_CASE("plain_stream: a sooner deadline replaces a later one") {
+    connected_pair p;
+    auto& s = *p.stream;
+    s.expires_after(10s);
+    p.start_read();
+    const auto soon = std::chrono::steady_clock::now() + 50ms;
+    s.expires_at(soon);
+    s.expires_at(soon); // (the same one again: its wait goes on)
+    REQUIRE(p.run_until([&] { return p.result.has_value(); }, 3s));
+    CHECK(*p.result == net::error::operation_aborted);
+    CHECK(s.timed_out());
+    CHECK_FALSE(s.socket().is_open());
+    REQUIRE(p.run_until([&] { return s.waits() == 0; }));
+}
+
 TEST_CASE("plain_stream: released, the socket goes on and the deadline ends") {
     connected_pair p;
     auto& s = *p.stream;
-    s.expires_after(50ms);
+    s.expires_after(200ms);
     p.start_read();
     s.socket().cancel();
     REQUIRE(p.run_until([&] { return p.result.has_value(); }));
     auto socket = s.release_socket();
-    p.run_for(150ms);
+    p.run_for(400ms);
     CHECK(socket.is_open());
     CHECK_FALSE(s.timed_out());
     CHECK(s.waits() == 0);
