@@ -73,11 +73,11 @@ std::pair<std::array<std::uint8_t, 16>, bool> address_bytes(const net::ip::addre
     return {out, true};
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SLUICE_ASAN 1
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SLUICE_NO_SPARES 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SLUICE_ASAN 1
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SLUICE_NO_SPARES 1
 #endif
 #endif
 
@@ -91,7 +91,8 @@ std::pair<std::array<std::uint8_t, 16>, bool> address_bytes(const net::ip::addre
 // session, which reserves their room: giving back never allocates, and the
 // control thread, which ends the sessions still open at shutdown, keeps
 // none. Off under AddressSanitizer, which must see every buffer freed to
-// find a view into one that outlived it.
+// find a view into one that outlived it, and under ThreadSanitizer, whose
+// memory checks (test_chaos) must see what the proxy itself keeps.
 struct spare_capacity {
     std::vector<http::field> req_fields;
     std::vector<http::field> resp_fields;
@@ -103,7 +104,7 @@ struct spare_capacity {
     relay_scratch scratch;
     relay_scratch sender_scratch;
 };
-[[maybe_unused]] constexpr std::size_t max_spare_sets = 32; // (unused under ASan)
+[[maybe_unused]] constexpr std::size_t max_spare_sets = 32; // (unused under ASan and TSan)
 constexpr std::size_t max_spare_bytes = 4 * 1024;
 
 [[maybe_unused]] std::vector<spare_capacity>& spare_sets() {
@@ -122,7 +123,7 @@ template <typename Container> void keep_capacity(Container& to, Container& from)
 template <std::size_t Size> class block_cache {
   public:
     static void* take() {
-#if !defined(SLUICE_ASAN)
+#if !defined(SLUICE_NO_SPARES)
         auto& b = list().blocks;
         if (!b.empty()) {
             void* p = b.back();
@@ -135,7 +136,7 @@ template <std::size_t Size> class block_cache {
         return ::operator new(Size);
     }
     static void give(void* p) noexcept {
-#if !defined(SLUICE_ASAN)
+#if !defined(SLUICE_NO_SPARES)
         auto& b = list().blocks;
         if (b.size() < b.capacity()) {
             b.push_back(p); // (within the room reserved: does not allocate)
@@ -346,7 +347,7 @@ template <typename Stream> class client_session final : public session_base {
                 lowest().socket().close(ec);
         }
         // (TCP_NODELAY comes from the listening socket.)
-#if !defined(SLUICE_ASAN)
+#if !defined(SLUICE_NO_SPARES)
         if (auto& spares = spare_sets(); spares.empty()) {
             if (spares.capacity() == 0)
                 spares.reserve(max_spare_sets); // this thread keeps spares from now on
@@ -365,7 +366,7 @@ template <typename Stream> class client_session final : public session_base {
         if (!parked_)
             worker_.metrics().on_connection_close(listener_id_);
         worker_.detach(this, !parked_);
-#if !defined(SLUICE_ASAN)
+#if !defined(SLUICE_NO_SPARES)
         // A parked connection's session shed its capacity already, and one
         // that parsed no request (a failed handshake, a scanner) grew none.
         auto& spares = spare_sets();
