@@ -79,10 +79,14 @@ cleanup() {
 }
 
 # spawn NAME COMMAND...: starts COMMAND in the background with
-# stdout/stderr in $tmp/NAME.out/.err; sets started_pid.
+# stdout/stderr in $tmp/NAME.out/.err; sets started_pid. The files are made
+# before the fork: the background child opens them only when it runs, and a
+# reader right after spawn (listening_port) must find them.
 spawn() {
   local name=$1
   shift
+  : >"$tmp/$name.out"
+  : >"$tmp/$name.err"
   "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" </dev/null &
   started_pid=$!
   started_pids+=("$started_pid")
@@ -149,7 +153,7 @@ wait_ready() {
 listening_port() {
   local name=$1 pid=$2 i port=""
   for ((i = 0; i < 200; i++)); do
-    port=$(sed -n 's/.*"address":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$tmp/$name.out")
+    port=$(sed -n 's/.*"address":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$tmp/$name.out" 2>/dev/null || true)
     [[ -n $port ]] && break
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.05
