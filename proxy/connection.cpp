@@ -8,6 +8,7 @@
 #include "proxy/log.hpp"
 #include "proxy/plain_stream.hpp"
 #include "proxy/relay.hpp"
+#include "proxy/tls_stream.hpp"
 #include "proxy/upstream_tls.hpp"
 #include "proxy/worker.hpp"
 #include "tls/client_context.hpp"
@@ -17,7 +18,6 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/asio/write.hpp>
 
 #include <array>
@@ -182,7 +182,7 @@ std::string ipv4_text(const std::array<std::uint8_t, 16>& b) {
 tcp::socket& socket_of(tcp::socket& s) {
     return s;
 }
-tcp::socket& socket_of(beast::ssl_stream<plain_stream>& s) {
+tcp::socket& socket_of(tls_stream& s) {
     return s.next_layer().socket();
 }
 tcp::socket& socket_of(net::ssl::stream<beast::tcp_stream&>& s) {
@@ -313,8 +313,8 @@ struct body_sender {
     bool stop = false; // set by the exchange: send no more
 };
 
-// Stream: plain_stream for plain HTTP, beast::ssl_stream<plain_stream>
-// for HTTPS listeners.
+// Stream: plain_stream for plain HTTP, tls_stream (over a plain_stream) for
+// HTTPS listeners.
 template <typename Stream> class client_session final : public session_base {
   public:
     static constexpr bool is_tls = !std::is_same_v<Stream, plain_stream>;
@@ -600,7 +600,7 @@ template <typename Stream> class client_session final : public session_base {
         auto async_write_some(const Buffers& b, Token&& t) {
             return s->stream_.async_write_some(b, std::forward<Token>(t));
         }
-        // relay_body's read that never waits (plain connections only). Its
+        // relay_body's read that never waits (plain or TLS). Its
         // outcome is its own: no earlier wait's timeout decides how it ended.
         template <typename Buffers>
         std::size_t read_now(const Buffers& b, boost::system::error_code& ec) {
@@ -1159,7 +1159,7 @@ net::awaitable<proxy_error> client_session<Stream>::read_final_response_head(
             // The answer is usually there already (the exchange yielded once
             // after sending): take it without a wait, its timer or its
             // completion's trip through the event loop. A plain connection's
-            // socket is non-blocking; TLS always waits.
+            // socket is non-blocking; TLS to an upstream always waits.
             upstream_io source{conn};
             boost::system::error_code ec;
             std::size_t n = try_read_now(source, net::buffer(p, room), ec);
@@ -1717,7 +1717,6 @@ void start_session(worker& w, tcp::socket socket, const tcp::endpoint& peer,
     if (listener == nullptr)
         return; // removed by a reload a moment ago: close
     if (auto contexts = listener->tls) {
-        using tls_stream = beast::ssl_stream<plain_stream>;
         auto& initial = contexts->initial();
         auto session = std::make_unique<client_session<tls_stream>>(
             w, tls_stream(plain_stream(std::move(socket)), initial), *listener, std::move(contexts),

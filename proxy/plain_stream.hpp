@@ -48,10 +48,6 @@ class plain_stream {
     }
     plain_stream& operator=(plain_stream&&) = delete;
 
-    // (What asio::ssl::stream asks of the layer under it.)
-    using lowest_layer_type = socket_type::lowest_layer_type;
-    lowest_layer_type& lowest_layer() { return socket_.lowest_layer(); }
-
     executor_type get_executor() { return socket_.get_executor(); }
     socket_type& socket() { return socket_; }
     const socket_type& socket() const { return socket_; }
@@ -93,6 +89,12 @@ class plain_stream {
     auto async_write_some(const Buffers& b, Token&& token) {
         arm();
         return socket_.async_write_some(b, std::forward<Token>(token));
+    }
+    // Readiness, for a layer above that does its own reads and writes (TLS).
+    template <typename Token>
+    auto async_wait(boost::asio::socket_base::wait_type w, Token&& token) {
+        arm();
+        return socket_.async_wait(w, std::forward<Token>(token));
     }
 
   private:

@@ -54,9 +54,10 @@ struct relay_scratch {
 };
 
 // A write that never waits, for destinations that offer one: a plain
-// socket in non-blocking mode takes what it can now. Other destinations
-// (TLS) take nothing here and are written asynchronously. Overloads for the
-// exchange's own stream adapters live beside them (found by ADL).
+// socket in non-blocking mode takes what it can now (so does a client's
+// tls_stream, proxy/tls_stream.hpp). Other destinations (TLS to an
+// upstream) take nothing here and are written asynchronously. Overloads
+// for the exchange's own stream adapters live beside them (found by ADL).
 template <typename Stream, typename Buffers>
 std::size_t try_write_now(Stream&, const Buffers&, boost::system::error_code& ec) {
     ec = boost::asio::error::would_block;

@@ -4,6 +4,8 @@
 
 #include "tls/ticket_keys.hpp"
 
+#include "self_signed.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <openssl/ec.h>
@@ -27,20 +29,7 @@ using session_ptr = std::unique_ptr<SSL_SESSION, deleter<SSL_SESSION, SSL_SESSIO
 // A server context with a fresh self-signed P-256 certificate.
 ctx_ptr server_context(ticket_keys& ring) {
     ctx_ptr ctx(SSL_CTX_new(TLS_server_method()));
-    EVP_PKEY* key = EVP_EC_gen("P-256");
-    X509* cert = X509_new();
-    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
-    X509_gmtime_adj(X509_getm_notBefore(cert), 0);
-    X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
-    X509_set_pubkey(cert, key);
-    X509_NAME_add_entry_by_txt(X509_get_subject_name(cert), "CN", MBSTRING_ASC,
-                               reinterpret_cast<const unsigned char*>("ticket.test"), -1, -1, 0);
-    X509_set_issuer_name(cert, X509_get_subject_name(cert));
-    X509_sign(cert, key, EVP_sha256());
-    SSL_CTX_use_certificate(ctx.get(), cert);
-    SSL_CTX_use_PrivateKey(ctx.get(), key);
-    X509_free(cert);
-    EVP_PKEY_free(key);
+    sluice::test::use_self_signed_p256(ctx.get(), "ticket.test");
     SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
     static constexpr unsigned char sid[] = "t";
     SSL_CTX_set_session_id_context(ctx.get(), sid, 1);
