@@ -36,8 +36,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <new>
+#include <type_traits>
 #include <utility>
 
 namespace sluice::proxy {
@@ -73,7 +75,7 @@ class tls_stream {
     tls_stream(tls_stream&& other) noexcept
         : next_(std::move(other.next_)), ssl_(std::move(other.ssl_)),
           gather_(std::move(other.gather_)), pending_gathered_(other.pending_gathered_),
-          want_(other.want_) {}
+          write_failed_(other.write_failed_), want_(other.want_) {}
     tls_stream& operator=(tls_stream&&) = delete;
 
     executor_type get_executor() { return next_.get_executor(); }
@@ -159,11 +161,14 @@ class tls_stream {
         return r == 1 ? boost::system::error_code{} : failure(r);
     }
     boost::system::error_code write_once(boost::asio::const_buffer b, std::size_t& n) {
+        if (write_failed_)
+            return boost::asio::error::broken_pipe;
         if (b.size() == 0)
             return {};
         before_call();
         const int r = SSL_write_ex(ssl_.get(), b.data(), b.size(), &n);
         const auto ec = r == 1 ? boost::system::error_code{} : failure(r);
+        write_failed_ = ec && ec != boost::asio::error::would_block;
         // OpenSSL now holds a record of these bytes and must be offered at
         // least as many again: remember how many when they were gathered.
         pending_gathered_ =
@@ -183,7 +188,12 @@ class tls_stream {
         void operator()(Self& self, boost::system::error_code wait_ec = {}) {
             if (!done) {
                 if (wait_ec) {
-                    ec = wait_ec; // the wait failed: the socket closed (a deadline)
+                    // The wait failed: the socket closed (a deadline) or
+                    // cancelled. A write OpenSSL holds is then never
+                    // completed, so no later write may follow it.
+                    ec = wait_ec;
+                    if constexpr (std::is_same_v<Step, write_step>)
+                        s->write_failed_ = true;
                 } else if (!s->closed(ec)) {
                     ec = step(*s, n);
                     if (ec == boost::asio::error::would_block) {
@@ -223,7 +233,7 @@ class tls_stream {
         if (std::next(it) == end || first.size() >= gather_limit / 2)
             return first;
         if (!gather_)
-            gather_ = std::make_unique<char[]>(gather_limit);
+            gather_ = std::make_unique_for_overwrite<char[]>(gather_limit);
         std::size_t used = 0;
         for (; it != end && used < gather_limit; ++it) {
             const boost::asio::const_buffer piece = *it;
@@ -273,9 +283,10 @@ class tls_stream {
             return {err, boost::system::system_category()};
         }
         default: {
-            const unsigned long code = ERR_peek_last_error();
+            const unsigned long code = ERR_peek_error(); // the first, as Asio reports
             ERR_clear_error();
-            if (ERR_GET_REASON(code) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+            if (ERR_GET_LIB(code) == ERR_LIB_SSL &&
+                ERR_GET_REASON(code) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
                 return net::ssl::error::stream_truncated;
             if (code == 0)
                 return net::ssl::error::unspecified_system_error;
@@ -288,6 +299,7 @@ class tls_stream {
     std::unique_ptr<SSL, ssl_free> ssl_;
     std::unique_ptr<char[]> gather_;   // made on the first gathered write
     std::size_t pending_gathered_ = 0; // gather_'s bytes of a write that waits
+    bool write_failed_ = false;        // a write failed: every later one fails too
     boost::asio::socket_base::wait_type want_ = boost::asio::socket_base::wait_read;
 };
 

@@ -20,6 +20,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <csignal>
 #include <array>
 #include <chrono>
 #include <optional>
@@ -52,6 +53,7 @@ struct tls_pair {
     std::optional<tls_stream> client;
 
     tls_pair() {
+        std::signal(SIGPIPE, SIG_IGN); // (as the proxy: tls_stream writes with write(2))
         tcp::acceptor acceptor(io, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
         tcp::socket peer(io);
         peer.connect(acceptor.local_endpoint());
@@ -174,15 +176,20 @@ TEST_CASE("tls_stream: an operation that completes at once completes after its i
     net::async_write(*p.client, net::buffer("abc", 3),
                      [&](error_code ec, std::size_t) { sent = ec; });
     REQUIRE(p.run_until([&] { return sent.has_value(); }));
-    // The bytes are there: the read needs no wait, yet its handler runs
-    // from the event loop, not from within async_read_some.
+    // One byte read without waiting: the other two stay decrypted inside
+    // OpenSSL, so the read below cannot wait, yet its handler must run from
+    // the event loop, not from within async_read_some.
     std::array<char, 8> buf;
     error_code ec;
-    // (Until the record is in, a read would wait: poll for it.)
+    bool first = false;
     REQUIRE(p.run_until([&] {
-        return SSL_has_pending(p.server->native_handle()) == 1 ||
-               p.server->next_layer().socket().available() > 0;
+        if (!first) {
+            const auto n = sluice::proxy::try_read_now(*p.server, net::buffer(buf, 1), ec);
+            first = n == 1;
+        }
+        return first;
     }));
+    REQUIRE(SSL_pending(p.server->native_handle()) == 2);
     std::optional<std::size_t> got;
     p.server->async_read_some(net::buffer(buf), [&](error_code e, std::size_t n) {
         ec = e;
@@ -191,7 +198,7 @@ TEST_CASE("tls_stream: an operation that completes at once completes after its i
     CHECK_FALSE(got.has_value());
     REQUIRE(p.run_until([&] { return got.has_value(); }));
     CHECK_FALSE(ec);
-    CHECK(std::string(buf.data(), *got) == "abc");
+    CHECK(std::string(buf.data(), *got) == "bc");
 }
 
 TEST_CASE("tls_stream: reads and writes that never wait") {
@@ -253,40 +260,69 @@ TEST_CASE("tls_stream: once its socket is closed, nothing reaches the descriptor
     CHECK(other_peer.available() == 1);
 }
 
+// Writes 150 pieces of 100 bytes at a time (one gathered record, under
+// 16 KiB, which OpenSSL either sends whole or holds) to `s` without
+// waiting, the reader reading nothing, until OpenSSL holds one. `buffers`
+// is then that last write's, `expected` all that was offered.
+struct held_write {
+    std::vector<std::string> pieces = std::vector<std::string>(150);
+    std::vector<net::const_buffer> buffers;
+    std::string expected;
+
+    explicit held_write(tls_stream& s) {
+        bool held = false;
+        for (int round = 0; round < 4000 && !held; ++round) {
+            buffers.clear();
+            for (std::size_t i = 0; i < pieces.size(); ++i) {
+                pieces[i].assign(100, static_cast<char>('a' + (round + i) % 26));
+                buffers.push_back(net::buffer(pieces[i]));
+                expected += pieces[i];
+            }
+            error_code ec;
+            const auto n = sluice::proxy::try_write_now(s, buffers, ec);
+            if (ec == net::error::would_block) {
+                CHECK(n == 0);
+                held = true;
+            } else {
+                REQUIRE_FALSE(ec);
+                REQUIRE(n == pieces.size() * 100);
+            }
+        }
+        REQUIRE(held);
+    }
+};
+
 // relay_body's way with a de-chunked response: many small pieces, tried
 // without waiting, then through net::async_write, which offers at most
 // sixteen buffers per write. A gathered write OpenSSL had to hold must be
 // offered again whole, not as the fewer bytes of those sixteen.
 TEST_CASE("tls_stream: a gathered write that had to wait is retried whole") {
     tls_pair p;
-    // 150 pieces of 100 bytes: one gathered record (under 16 KiB), which
-    // OpenSSL either sends whole or holds.
-    std::vector<std::string> pieces(150);
-    std::vector<net::const_buffer> buffers;
-    std::string expected;
-    bool held = false;
-    // Fill the socket (the client reads nothing yet) until a write is held.
-    for (int round = 0; round < 4000 && !held; ++round) {
-        buffers.clear();
-        for (std::size_t i = 0; i < pieces.size(); ++i) {
-            pieces[i].assign(100, static_cast<char>('a' + (round + i) % 26));
-            buffers.push_back(net::buffer(pieces[i]));
-            expected += pieces[i];
-        }
-        error_code ec;
-        const auto n = sluice::proxy::try_write_now(*p.server, buffers, ec);
-        if (ec == net::error::would_block) {
-            CHECK(n == 0);
-            held = true;
-        } else {
-            REQUIRE_FALSE(ec);
-            REQUIRE(n == pieces.size() * 100);
-        }
-    }
-    REQUIRE(held);
+    held_write h(*p.server);
     std::optional<error_code> wrote;
-    net::async_write(*p.server, buffers, [&](error_code e, std::size_t) { wrote = e; });
-    CHECK(p.read_exactly(*p.client, expected.size()) == expected);
+    net::async_write(*p.server, h.buffers, [&](error_code e, std::size_t) { wrote = e; });
+    CHECK(p.read_exactly(*p.client, h.expected.size()) == h.expected);
     REQUIRE(p.run_until([&] { return wrote.has_value(); }));
     CHECK_FALSE(*wrote);
+}
+
+// A write whose wait is cancelled (the socket stays open) never completes
+// what OpenSSL holds: no later write may go out after it, stale or not.
+TEST_CASE("tls_stream: after a write failed, later writes fail too") {
+    tls_pair p;
+    held_write h(*p.server);
+    std::optional<error_code> wrote;
+    net::async_write(*p.server, h.buffers, [&](error_code e, std::size_t) { wrote = e; });
+    p.server->next_layer().socket().cancel();
+    REQUIRE(p.run_until([&] { return wrote.has_value(); }));
+    CHECK(*wrote == net::error::operation_aborted);
+    error_code ec;
+    const std::string later(200, 'L');
+    CHECK(sluice::proxy::try_write_now(*p.server, net::buffer(later), ec) == 0);
+    CHECK(ec == net::error::broken_pipe);
+    std::optional<error_code> again;
+    net::async_write(*p.server, net::buffer(later), [&](error_code e, std::size_t) { again = e; });
+    REQUIRE(p.run_until([&] { return again.has_value(); }));
+    CHECK(*again == net::error::broken_pipe);
+    CHECK(p.server->next_layer().socket().is_open());
 }
