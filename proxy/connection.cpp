@@ -337,16 +337,7 @@ template <typename Stream> class client_session final : public session_base {
         client_ip_ = v6 ? peer.address().to_string() : ipv4_text(bytes);
         for (const auto& cidr : worker_.current()->cfg.forwarded.trusted_proxies)
             peer_trusted_ = peer_trusted_ || cidr_contains(cidr, bytes, v6);
-        if constexpr (!is_tls) {
-            // await_request's receive and try_write_now must never block the
-            // worker: without non-blocking mode the connection is not served.
-            // (Set again on a woken connection: Asio keeps it per socket object.)
-            boost::system::error_code ec;
-            lowest().socket().non_blocking(true, ec);
-            if (ec)
-                lowest().socket().close(ec);
-        }
-        // (TCP_NODELAY comes from the listening socket.)
+            // (TCP_NODELAY comes from the listening socket.)
 #if !defined(SLUICE_NO_SPARES)
         if (auto& spares = spare_sets(); spares.empty()) {
             if (spares.capacity() == 0)
@@ -886,18 +877,35 @@ net::awaitable<bool> client_session<Stream>::send_error(proxy_error e, bool keep
 
 template <typename Stream> net::awaitable<bool> client_session<Stream>::await_request() {
     if constexpr (is_tls) {
-        // TLS may hold decrypted bytes the socket no longer shows: read.
-        const auto& cfg = worker_.current()->cfg; // (not used after the wait)
-        idle_ = true;
-        lowest().expires_after(cfg.timeouts.client_idle);
+        // As for plain HTTP below: unless OpenSSL holds bytes already (read
+        // ahead, or a pipelined request), let the event loop run once so
+        // the client has a chance to send again, then read without
+        // waiting; only when nothing has come wait for readability (an
+        // epoll_ctl each time: Asio re-arms every readiness wait).
+        const auto& cfg = worker_.current()->cfg; // (not used after a wait)
+        const auto client_idle = cfg.timeouts.client_idle;
         auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(cfg));
-        auto [ec, n] = co_await stream_.async_read_some(net::buffer(p, room), use_tuple);
-        lowest().expires_never();
+        idle_ = true; // a drain closes the connection from here on
+        if (!stream_.has_pending())
+            co_await net::post(stream_.get_executor(), net::use_awaitable);
+        for (;;) {
+            boost::system::error_code ec;
+            const auto n = stream_.read_now(net::buffer(p, room), ec);
+            if (!ec) {
+                idle_ = false;
+                in_.commit(n);
+                co_return true;
+            }
+            if (ec != net::error::would_block)
+                break; // closed (a drain, the client), reset or a TLS error
+            lowest().expires_after(client_idle);
+            auto [wait] = co_await lowest().async_wait(stream_.want(), use_tuple);
+            lowest().expires_never();
+            if (wait)
+                break; // client_idle passed, or the connection was closed
+        }
         idle_ = false;
-        if (ec)
-            co_return false;
-        in_.commit(n);
-        co_return true;
+        co_return false;
     } else {
         // Plain HTTP: try the socket at once (under load the next request
         // is usually there); if nothing has come, wait a moment, then park

@@ -41,7 +41,16 @@ class plain_stream {
     using socket_type = boost::asio::ip::tcp::socket;
     using clock = std::chrono::steady_clock;
 
-    explicit plain_stream(socket_type socket) : socket_(std::move(socket)) {}
+    // The socket is made non-blocking at once (Asio would only at its first
+    // asynchronous operation): try_read_now/try_write_now, the TLS layer's
+    // reads and writes and the session's receive between requests must never
+    // block the worker. A socket that cannot be is closed (nothing is served).
+    explicit plain_stream(socket_type socket) : socket_(std::move(socket)) {
+        boost::system::error_code ec;
+        socket_.non_blocking(true, ec);
+        if (ec)
+            socket_.close(ec);
+    }
     // Movable only before a deadline was set (the session takes it whole).
     plain_stream(plain_stream&& other) noexcept : socket_(std::move(other.socket_)) {
         BOOST_ASSERT(!other.timer_ && !other.set_);

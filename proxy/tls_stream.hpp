@@ -63,11 +63,9 @@ class tls_stream {
                                      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                                      SSL_MODE_RELEASE_BUFFERS);
         SSL_set_read_ahead(ssl_.get(), 1);
-        // OpenSSL's reads and writes must not block: the socket is made
-        // non-blocking here (Asio does so only at its own first operation).
-        // The socket BIO writes with write(2): the process ignores SIGPIPE.
-        boost::system::error_code ec; // (fails only on a closed socket: so will all else)
-        next_.socket().non_blocking(true, ec);
+        // OpenSSL's reads and writes must not block: plain_stream made the
+        // socket non-blocking. The socket BIO writes with write(2): the
+        // process ignores SIGPIPE.
         if (SSL_set_fd(ssl_.get(), next_.socket().native_handle()) != 1)
             throw std::bad_alloc();
     }
@@ -81,6 +79,11 @@ class tls_stream {
     executor_type get_executor() { return next_.get_executor(); }
     plain_stream& next_layer() { return next_; }
     SSL* native_handle() { return ssl_.get(); }
+    // Whether OpenSSL holds bytes read from the socket (decrypted or not)
+    // that a read would return without the socket.
+    bool has_pending() const { return SSL_has_pending(ssl_.get()) == 1; }
+    // What the last operation that failed with would_block waits for.
+    boost::asio::socket_base::wait_type want() const { return want_; }
 
     // --- operations that never wait ------------------------------------------
 

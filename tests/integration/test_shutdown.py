@@ -107,15 +107,7 @@ def test_idle_keep_alive_connection_is_closed_promptly(env, origin):
     idle = env.client(proxy)
     assert idle.get("/small").status == 200
     busy = in_flight(env, proxy, origin, "/delay/3000")
-    t0 = time.monotonic()
-    proxy.signal(signal.SIGTERM)
-    how, data = idle.wait_closed(1.5)
-    assert how in ("eof", "reset") and data == b"", (how, data)
-    assert time.monotonic() - t0 < 1.5
-    assert proxy.running(), "closed because the process exited, not by the drain"
-    r = busy.read_response(timeout=10)
-    assert r.status == 200, r
-    assert proxy.wait(10) == 0, proxy.output_tail()
+    harness.assert_drain_closes_idle_first(proxy, idle, busy)
 
 
 def test_idle_process_exits_0_promptly(env, origin):

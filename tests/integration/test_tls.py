@@ -424,6 +424,79 @@ def test_tls_client_that_stops_reading_the_response_is_closed_after_client_body(
     harness.assert_stalled_reader_given_up(proxy, c, 0.5, host="a.test")
 
 
+def test_client_idle_closes_an_idle_tls_connection(env, origin, certs):
+    # A TLS connection waits for its next request as a plain one does:
+    # client_idle bounds the wait.
+    proxy = tls_proxy(env, [origin], default_entries(certs), timeouts={"client_idle": "300ms"})
+    c = connect(env, proxy, ctx(certs), sni="a.test")
+    assert c.get("/small", host="a.test").status == 200
+    t0 = time.monotonic()
+    how, data = c.wait_closed(3.0)
+    elapsed = time.monotonic() - t0
+    assert how in ("eof", "reset") and data == b"", (how, data)
+    assert 0.2 <= elapsed < 2.0, f"idle TLS connection closed after {elapsed:.3f}s with client_idle 300ms"
+
+
+def test_a_drain_closes_an_idle_tls_connection_at_once(env, origin, certs):
+    # SIGTERM closes connections waiting for a request (SPEC 9) while a
+    # request in flight on another connection keeps the process running.
+    proxy = tls_proxy(env, [origin], default_entries(certs), timeouts={"shutdown_grace": "10s"})
+    idle = connect(env, proxy, ctx(certs), sni="a.test")
+    assert idle.get("/small", host="a.test").status == 200
+    watch = harness.ArrivalWatch([origin])
+    busy = connect(env, proxy, ctx(certs), sni="a.test", timeout=15)
+    busy.send(harness.build_request("GET", "/delay/3000", host="a.test"))
+    watch.wait(1)
+    r = harness.assert_drain_closes_idle_first(proxy, idle, busy)
+    assert r.headers.get("Connection", "").lower() == "close", r
+
+
+def test_requests_in_tls_records_that_arrive_together_are_all_served(proxy, certs):
+    # Three requests, each its own TLS record, in one TCP send: the proxy
+    # reads them together (read-ahead), so after the first only OpenSSL
+    # holds the others; a proxy that waited for the socket before asking
+    # OpenSSL would leave them unanswered. The records are made with an
+    # SSLObject over memory BIOs so they leave in one send().
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx(certs).wrap_bio(incoming, outgoing, server_hostname="a.test")
+    raw = socket.create_connection((harness.LOOPBACK, proxy.port), timeout=10)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if outgoing.pending:
+                    raw.sendall(outgoing.read())
+                assert time.monotonic() < deadline, "handshake did not complete"
+                data = raw.recv(65536)
+                assert data, "closed during the handshake"
+                incoming.write(data)
+        if outgoing.pending:
+            raw.sendall(outgoing.read())
+        targets = ["/headers?n=1", "/headers?n=2", "/headers?n=3"]
+        for t in targets:
+            tls.write(harness.build_request("GET", t, host="a.test"))  # one record each
+        raw.sendall(outgoing.read())
+        got = bytearray()
+        while got.count(b"HTTP/1.1 200 ") < len(targets) or not got.endswith(b"}\n"):
+            assert time.monotonic() < deadline, f"not every request was answered: {bytes(got)[-300:]!r}"
+            try:
+                got += tls.read(65536)
+                continue
+            except ssl.SSLWantReadError:
+                pass
+            raw.settimeout(max(0.1, deadline - time.monotonic()))
+            data = raw.recv(65536)
+            assert data, f"closed before every answer: {bytes(got)[-300:]!r}"
+            incoming.write(data)
+        text = bytes(got).decode("latin-1")
+        assert [m for m in re.findall(r"/headers\?n=\d", text)] == targets, text
+    finally:
+        raw.close()
+
+
 def test_websocket_over_tls(proxy, env, certs):
     c = connect(env, proxy, ctx(certs), sni="a.test")
     ws = WebSocketClient(c)

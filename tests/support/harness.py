@@ -807,6 +807,23 @@ def sanitizer_report(stderr_text, limit=12000):
     return stderr_text[start if start >= 0 else min(starts):][:limit]
 
 
+def assert_drain_closes_idle_first(proxy, idle, busy):
+    """SIGTERM to `proxy` (SPEC 9): the `idle` client connection (waiting
+    for its next request) is closed within 1.5 s, while the process keeps
+    running for `busy`, whose request is in flight and is answered (200)
+    before the process exits 0."""
+    t0 = time.monotonic()
+    proxy.signal(signal.SIGTERM)
+    how, data = idle.wait_closed(1.5)
+    assert how in ("eof", "reset") and data == b"", (how, data)
+    assert time.monotonic() - t0 < 1.5
+    assert proxy.running(), "closed because the process exited, not by the drain"
+    r = busy.read_response(timeout=10)
+    assert r.status == 200, r
+    assert proxy.wait(10) == 0, proxy.output_tail()
+    return r
+
+
 def assert_stalled_reader_given_up(proxy, client, client_body, host="localhost"):
     """`client` asks `proxy` for 64 MiB, reads the response head and then
     nothing: the proxy's writes wait on it, and once one has waited
