@@ -476,8 +476,8 @@ template <typename Stream> class client_session final : public session_base {
     net::awaitable<bool> await_request();
     // Gives back what only a request in progress needs (the receive block,
     // head and scratch capacity): an idle connection keeps its session and
-    // socket only. Called when the next request is not there yet, so a busy
-    // connection keeps reusing them.
+    // socket only (and an HTTPS one its TLS state). Called when the next
+    // request is not there yet, so a busy connection keeps reusing them.
     void shed_idle_memory() {
         // The last request's snapshot too: an idle connection must not keep
         // an old configuration alive across reloads (upstream_name_ is a
@@ -880,32 +880,36 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
         // As for plain HTTP below: unless OpenSSL holds bytes already (read
         // ahead, or a pipelined request), let the event loop run once so
         // the client has a chance to send again, then read without
-        // waiting; only when nothing has come wait for readability (an
-        // epoll_ctl each time: Asio re-arms every readiness wait).
-        const auto& cfg = worker_.current()->cfg; // (not used after a wait)
-        const auto client_idle = cfg.timeouts.client_idle;
-        auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(cfg));
+        // waiting. Only when nothing has come does the connection shed
+        // its per-request memory and wait for the socket (an epoll_ctl
+        // each time: Asio re-arms every readiness wait), for client_idle
+        // in all: records that bring no request bytes (a KeyUpdate, a
+        // record trickling in) do not extend it.
         idle_ = true; // a drain closes the connection from here on
         if (!stream_.has_pending())
             co_await net::post(stream_.get_executor(), net::use_awaitable);
+        bool arrived = false;
+        lowest().expires_after(worker_.current()->cfg.timeouts.client_idle);
         for (;;) {
+            auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(worker_.current()->cfg));
             boost::system::error_code ec;
             const auto n = stream_.read_now(net::buffer(p, room), ec);
             if (!ec) {
-                idle_ = false;
                 in_.commit(n);
-                co_return true;
+                arrived = true;
+                break;
             }
             if (ec != net::error::would_block)
                 break; // closed (a drain, the client), reset or a TLS error
-            lowest().expires_after(client_idle);
+            shed_idle_memory();
+            stream_.release_idle_memory();
             auto [wait] = co_await lowest().async_wait(stream_.want(), use_tuple);
-            lowest().expires_never();
             if (wait)
                 break; // client_idle passed, or the connection was closed
         }
+        lowest().expires_never();
         idle_ = false;
-        co_return false;
+        co_return arrived;
     } else {
         // Plain HTTP: try the socket at once (under load the next request
         // is usually there); if nothing has come, wait a moment, then park

@@ -79,9 +79,16 @@ class tls_stream {
     executor_type get_executor() { return next_.get_executor(); }
     plain_stream& next_layer() { return next_; }
     SSL* native_handle() { return ssl_.get(); }
-    // Whether OpenSSL holds bytes read from the socket (decrypted or not)
-    // that a read would return without the socket.
+    // Whether OpenSSL holds bytes read from the socket, decrypted or not
+    // (read ahead: possibly only part of a record, which a read cannot
+    // return without the socket).
     bool has_pending() const { return SSL_has_pending(ssl_.get()) == 1; }
+    // Frees the gather block unless a write that waits holds it (a
+    // connection waiting for its next request need not keep it).
+    void release_idle_memory() {
+        if (pending_gathered_ == 0)
+            gather_.reset();
+    }
     // What the last operation that failed with would_block waits for.
     boost::asio::socket_base::wait_type want() const { return want_; }
 

@@ -338,12 +338,6 @@ def anon_kib(proxy):
     return proxy.proc_status_kib("RssAnon")
 
 
-def under_tsan(proxy):
-    """Whether the proxy runs with ThreadSanitizer's runtime."""
-    with open(f"/proc/{proxy.pid}/maps") as f:
-        return "libtsan" in f.read()
-
-
 def assert_slowloris_cut(conns):
     """Every slowloris connection got a 408 at client_header and was closed."""
     assert len(conns) == SLOWLORIS
@@ -538,7 +532,7 @@ def test_chaos(env):
     # ThreadSanitizer anonymous memory also holds its shadow of every heap
     # address ever touched, which never shrinks: there the release and
     # ASan runs check the bound, this run the races.
-    if not under_tsan(proxy):
+    if proxy.sanitizer_runtime() != "tsan":
         try:
             wait_until(lambda: anon_kib(proxy) - base_anon < 4096, 10, interval=0.2)
         except TimeoutError:

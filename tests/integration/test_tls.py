@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -451,50 +452,131 @@ def test_a_drain_closes_an_idle_tls_connection_at_once(env, origin, certs):
     assert r.headers.get("Connection", "").lower() == "close", r
 
 
+class BioClient:
+    """A TLS client over memory BIOs (ssl.SSLObject) on a raw socket, for
+    tests that must decide how records leave: `records(...)` encrypts each
+    piece as a record of its own and returns their bytes, sent with `raw`
+    as the test likes."""
+
+    def __init__(self, port, context, sni, timeout=10.0):
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_hostname=sni)
+        self.raw = socket.create_connection((harness.LOOPBACK, port), timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if self.outgoing.pending:
+                    self.raw.sendall(self.outgoing.read())
+                assert time.monotonic() < deadline, "handshake did not complete"
+                data = self.raw.recv(65536)
+                assert data, "closed during the handshake"
+                self.incoming.write(data)
+        if self.outgoing.pending:
+            self.raw.sendall(self.outgoing.read())
+
+    def records(self, *pieces):
+        for piece in pieces:
+            self.tls.write(piece)  # one record each
+        return self.outgoing.read()
+
+    def close(self):
+        self.raw.close()
+
+
 def test_requests_in_tls_records_that_arrive_together_are_all_served(proxy, certs):
     # Three requests, each its own TLS record, in one TCP send: the proxy
     # reads them together (read-ahead), so after the first only OpenSSL
     # holds the others; a proxy that waited for the socket before asking
-    # OpenSSL would leave them unanswered. The records are made with an
-    # SSLObject over memory BIOs so they leave in one send().
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = ctx(certs).wrap_bio(incoming, outgoing, server_hostname="a.test")
-    raw = socket.create_connection((harness.LOOPBACK, proxy.port), timeout=10)
+    # OpenSSL would leave them unanswered.
+    c = BioClient(proxy.port, ctx(certs), "a.test")
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                tls.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                if outgoing.pending:
-                    raw.sendall(outgoing.read())
-                assert time.monotonic() < deadline, "handshake did not complete"
-                data = raw.recv(65536)
-                assert data, "closed during the handshake"
-                incoming.write(data)
-        if outgoing.pending:
-            raw.sendall(outgoing.read())
         targets = ["/headers?n=1", "/headers?n=2", "/headers?n=3"]
-        for t in targets:
-            tls.write(harness.build_request("GET", t, host="a.test"))  # one record each
-        raw.sendall(outgoing.read())
+        c.raw.sendall(c.records(*(harness.build_request("GET", t, host="a.test") for t in targets)))
         got = bytearray()
+        deadline = time.monotonic() + 10
         while got.count(b"HTTP/1.1 200 ") < len(targets) or not got.endswith(b"}\n"):
             assert time.monotonic() < deadline, f"not every request was answered: {bytes(got)[-300:]!r}"
             try:
-                got += tls.read(65536)
+                got += c.tls.read(65536)
                 continue
             except ssl.SSLWantReadError:
                 pass
-            raw.settimeout(max(0.1, deadline - time.monotonic()))
-            data = raw.recv(65536)
+            c.raw.settimeout(max(0.1, deadline - time.monotonic()))
+            data = c.raw.recv(65536)
             assert data, f"closed before every answer: {bytes(got)[-300:]!r}"
-            incoming.write(data)
+            c.incoming.write(data)
         text = bytes(got).decode("latin-1")
-        assert [m for m in re.findall(r"/headers\?n=\d", text)] == targets, text
+        assert re.findall(r"/headers\?n=\d", text) == targets, text
     finally:
-        raw.close()
+        c.close()
+
+
+def test_a_record_trickling_in_does_not_extend_client_idle(env, origin, certs):
+    # client_idle bounds the whole wait for a request: bytes that make no
+    # request (here a record arriving a byte at a time) do not restart it.
+    proxy = tls_proxy(env, [origin], default_entries(certs), timeouts={"client_idle": "300ms"})
+    c = BioClient(proxy.port, ctx(certs), "a.test")
+    try:
+        record = c.records(harness.build_request("GET", "/small", host="a.test"))
+        t0 = time.monotonic()
+        closed_after = None
+        for i in range(len(record) - 1):  # never the whole record
+            if time.monotonic() - t0 > 3.0:
+                break
+            try:
+                c.raw.sendall(record[i:i + 1])
+            except OSError:
+                closed_after = time.monotonic() - t0
+                break
+            ready, _, _ = select.select([c.raw], [], [], 0.1)
+            if ready:
+                try:
+                    data = c.raw.recv(65536)  # session tickets, then the close
+                except OSError:
+                    data = b""
+                if not data:
+                    closed_after = time.monotonic() - t0
+                    break
+        assert closed_after is not None, "still open after 3s of a trickling record with client_idle 300ms"
+        assert 0.2 <= closed_after < 1.5, closed_after
+    finally:
+        c.close()
+
+
+IDLE_TLS_CONNECTIONS = 200
+IDLE_TLS_KIB_BOUND = 32  # per connection; about 48 while buffers were kept, about 19 without
+
+
+def test_idle_tls_connections_give_back_their_buffers(env, origin, certs):
+    # A TLS connection waiting for its next request keeps its session and
+    # TLS state only: its receive block, its gather block (a response head
+    # and body written as one record) and its per-request capacity go back.
+    proxy = tls_proxy(env, [origin], default_entries(certs), workers=1)
+    if proxy.sanitizer_runtime() is not None:
+        pytest.skip("a sanitizer's runtime keeps freed memory (quarantine, shadow)")
+
+    def idle_client():
+        c = connect(env, proxy, ctx(certs), sni="a.test")
+        assert c.get("/small", host="a.test").status == 200
+        return c
+
+    for _ in range(20):  # the worker's pools and the allocator warmed up
+        idle_client()
+    before = proxy.proc_status_kib("RssAnon")
+    for _ in range(IDLE_TLS_CONNECTIONS):
+        idle_client()
+
+    def per_connection():
+        return (proxy.proc_status_kib("RssAnon") - before) / IDLE_TLS_CONNECTIONS
+
+    try:
+        wait_until(lambda: per_connection() < IDLE_TLS_KIB_BOUND, 5)
+    except TimeoutError:
+        pass
+    assert per_connection() < IDLE_TLS_KIB_BOUND, f"{per_connection():.1f} KiB per idle TLS connection"
 
 
 def test_websocket_over_tls(proxy, env, certs):

@@ -770,6 +770,17 @@ class Sluice(Process):
         return wait_until(find, timeout, message=f"access log line with request_id {request_id}")
 
     # -- memory
+    def sanitizer_runtime(self):
+        """"asan" or "tsan" when the process runs with that sanitizer's
+        runtime (memory figures then hold its shadow and quarantine), else
+        None."""
+        with open(f"/proc/{self.pid}/maps") as f:
+            maps = f.read()
+        for name in ("asan", "tsan"):
+            if f"lib{name}" in maps:
+                return name
+        return None
+
     def proc_status_kib(self, field):
         with open(f"/proc/{self.pid}/status") as f:
             for line in f:
