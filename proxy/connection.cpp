@@ -417,8 +417,10 @@ template <typename Stream> class client_session final : public session_base {
                     if (!arrived)
                         break;
                 }
-                if (!co_await self->serve_one())
+                if (!co_await self->serve_one()) {
+                    self->ended_by_response_ = true;
                     break;
+                }
             }
         } catch (const std::exception& e) {
             try {
@@ -493,6 +495,16 @@ template <typename Stream> class client_session final : public session_base {
         relay_scratch().swap(scratch_);
         relay_scratch().swap(sender_scratch_);
         std::vector<int>().swap(tried_);
+    }
+    // Whether the client has sent bytes not read yet (never waits).
+    bool client_bytes_waiting() {
+        if constexpr (is_tls) {
+            if (stream_.has_pending())
+                return true;
+        }
+        char byte = 0;
+        boost::system::error_code ec; // (would_block: nothing there)
+        return lowest().socket().receive(net::buffer(&byte, 1), tcp::socket::message_peek, ec) > 0;
     }
     // Reads and parses a request head into req_.
     net::awaitable<proxy_error> read_head(const config::config& cfg);
@@ -686,11 +698,12 @@ template <typename Stream> class client_session final : public session_base {
         return drain_requested_ || worker_.draining();
     }
 
-    bool idle_ = false;            // waiting for the first byte of a request
-    bool woken_ = false;           // was parked and is readable: read at once
-    bool parked_ = false;          // the connection went on without this session
-    bool drain_requested_ = false; // this connection's listener is going away
-    bool linger_ = false;          // close gracefully: the client may still be sending
+    bool idle_ = false;              // waiting for the first byte of a request
+    bool woken_ = false;             // was parked and is readable: read at once
+    bool parked_ = false;            // the connection went on without this session
+    bool drain_requested_ = false;   // this connection's listener is going away
+    bool linger_ = false;            // close gracefully: the client may still be sending
+    bool ended_by_response_ = false; // serve_one ended the connection (not the client)
     byte_buffer in_{&worker_.blocks()};
     // Timeouts on reads from the client that must still be answered (408):
     // the stream's deadline would close the socket, this one only cancels.
@@ -742,10 +755,18 @@ template <typename Stream> net::awaitable<void> client_session<Stream>::finish()
     disarm_client_timer();
     while (client_timer_waits_ > 0)
         co_await net::post(stream_.get_executor(), net::use_awaitable);
+    // A response that ended the connection (HTTP/1.0, Connection: close, a
+    // drain) while the client had sent more after that request: closing
+    // with those bytes unread would reset the connection the same way. They
+    // may have been read already, or wait in the socket (a peek that does
+    // not wait: one system call per connection that ends this way).
+    if (!linger_ && ended_by_response_ && error_ == proxy_error::none &&
+        lowest().socket().is_open())
+        linger_ = !in_.empty() || client_bytes_waiting();
     if (linger_ && lowest().socket().is_open()) {
         // Half-close, then drain what the client still sends for a moment:
         // closing with unread data would send a reset that can destroy the
-        // error response before the client reads it.
+        // response before the client reads it.
         boost::system::error_code ec;
         lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
         const auto deadline = steady_clock::now() + linger_time;

@@ -74,6 +74,31 @@ def test_http_1_0_request_is_answered_and_closed(proxy, env):
     assert how in ("eof", "reset") and data == b"", (how, data)
 
 
+@pytest.mark.parametrize("closing", [
+    b"GET /delay/300 HTTP/1.0\r\nHost: localhost\r\n\r\n",
+    b"GET /delay/300 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+], ids=["http-1.0", "connection-close"])
+@pytest.mark.parametrize("read_with_it", [10, 0], ids=["some-read", "none-read"])
+def test_a_closing_response_with_requests_sent_after_it_ends_gracefully(proxy, env, origin, closing,
+                                                                          read_with_it):
+    # A client that sends more after a request that closes the connection
+    # (some of it read with that request or none, the rest still arriving):
+    # the proxy answers that request, then half-closes and drains rather
+    # than closing with bytes unread, which would reset the connection (and
+    # can destroy the response before the client reads it).
+    c = env.client(proxy)
+    watch = harness.ArrivalWatch([origin])
+    follow = harness.build_request("GET", "/headers?n=2")
+    c.send(closing + follow[:read_with_it])
+    watch.wait(1)
+    c.send(follow[read_with_it:])  # arrives while the proxy waits for the origin: not read
+    r = c.read_response(timeout=10)
+    assert r.status == 200 and r.body == b"delayed 300ms\n", r
+    assert "close" in r.connection_tokens(), r
+    how, data = c.wait_closed(3)
+    assert (how, data) == ("eof", b""), (how, data)
+
+
 def test_http_1_0_keep_alive(proxy, env):
     c = env.client(proxy)
     c.send(b"GET /headers HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n")
