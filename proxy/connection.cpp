@@ -335,9 +335,9 @@ template <typename Stream> class client_session final : public session_base {
         v6_ = peer.protocol() == tcp::v6();
         const auto [bytes, v6] = address_bytes(peer.address());
         client_ip_ = v6 ? peer.address().to_string() : ipv4_text(bytes);
+        // (TCP_NODELAY comes from the listening socket.)
         for (const auto& cidr : worker_.current()->cfg.forwarded.trusted_proxies)
             peer_trusted_ = peer_trusted_ || cidr_contains(cidr, bytes, v6);
-            // (TCP_NODELAY comes from the listening socket.)
 #if !defined(SLUICE_NO_SPARES)
         if (auto& spares = spare_sets(); spares.empty()) {
             if (spares.capacity() == 0)
@@ -358,8 +358,10 @@ template <typename Stream> class client_session final : public session_base {
             worker_.metrics().on_connection_close(listener_id_);
         worker_.detach(this, !parked_);
 #if !defined(SLUICE_NO_SPARES)
-        // A parked connection's session shed its capacity already, and one
-        // that parsed no request (a failed handshake, a scanner) grew none.
+        // A parked connection's session shed its capacity already, as did an
+        // HTTPS one that ended while waiting past park_after for its next
+        // request; one that parsed no request (a failed handshake, a
+        // scanner) grew none.
         auto& spares = spare_sets();
         if (!parked_ && req_.fields.capacity() != 0 && spares.size() < spares.capacity()) {
             pair_spares(spares.emplace_back(), // (within the room reserved)
@@ -410,8 +412,12 @@ template <typename Stream> class client_session final : public session_base {
                 // gone; a plain connection with nothing to read is parked by
                 // await_request and this coroutine ends too.
                 if (self->in_.empty()) {
-                    if (self->draining())
+                    if (self->draining()) {
+                        // Closed after a response: the next request may be
+                        // on its way already (finish() lingers if so).
+                        self->ended_by_response_ = true;
                         break;
+                    }
                     // (A co_await apart from any && or ||: GCC 12 miscompiles those.)
                     const bool arrived = co_await self->await_request();
                     if (!arrived)
@@ -901,16 +907,20 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
         // As for plain HTTP below: unless OpenSSL holds bytes already (read
         // ahead, or a pipelined request), let the event loop run once so
         // the client has a chance to send again, then read without
-        // waiting. Only when nothing has come does the connection shed
-        // its per-request memory and wait for the socket (an epoll_ctl
-        // each time: Asio re-arms every readiness wait), for client_idle
-        // in all: records that bring no request bytes (a KeyUpdate, a
-        // record trickling in) do not extend it.
+        // waiting. Only when nothing has come does the connection wait for
+        // the socket (an epoll_ctl each time: Asio re-arms every readiness
+        // wait): holding everything for a short gap (park_after, as plain
+        // HTTP waits before parking), then without its per-request memory.
+        // client_idle bounds the whole wait: records that bring no request
+        // bytes (a KeyUpdate, a record trickling in) do not extend it.
         idle_ = true; // a drain closes the connection from here on
         if (!stream_.has_pending())
             co_await net::post(stream_.get_executor(), net::use_awaitable);
+        const auto client_idle = worker_.current()->cfg.timeouts.client_idle;
+        const auto shed_at = steady_clock::now() + std::min(park_after, client_idle);
+        bool holding = true;
         bool arrived = false;
-        lowest().expires_after(worker_.current()->cfg.timeouts.client_idle);
+        lowest().expires_after(client_idle);
         for (;;) {
             auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(worker_.current()->cfg));
             boost::system::error_code ec;
@@ -922,8 +932,23 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
             }
             if (ec != net::error::would_block)
                 break; // closed (a drain, the client), reset or a TLS error
-            shed_idle_memory();
-            stream_.release_idle_memory();
+            if (holding) {
+                if (const auto left = shed_at - steady_clock::now(); left.count() > 0) {
+                    arm_client_timer(std::chrono::ceil<std::chrono::milliseconds>(left));
+                    auto [wait] = co_await lowest().async_wait(stream_.want(), use_tuple);
+                    disarm_client_timer();
+                    if (!wait) {
+                        client_timed_out_ = false; // (it may have fired as the bytes came)
+                        continue;
+                    }
+                    if (!client_timed_out_ || !lowest().socket().is_open())
+                        break; // closed: a drain, client_idle
+                    client_timed_out_ = false;
+                }
+                holding = false;
+                shed_idle_memory();
+                stream_.release_idle_memory();
+            }
             auto [wait] = co_await lowest().async_wait(stream_.want(), use_tuple);
             if (wait)
                 break; // client_idle passed, or the connection was closed
@@ -1015,8 +1040,10 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::serve_on
     else
         head_error = co_await read_head(cfg);
     if (head_error != proxy_error::none) {
-        if (head_error == proxy_error::client_closed)
+        if (head_error == proxy_error::client_closed) {
+            error_ = head_error; // (the client ended the connection, not a response)
             co_return false;
+        }
         // The request ID of a request that could not be read is always new.
         std::array<char, 36> id{};
         worker_.ids().next(id);
