@@ -413,8 +413,8 @@ template <typename Stream> class client_session final : public session_base {
                 // await_request and this coroutine ends too.
                 if (self->in_.empty()) {
                     if (self->draining()) {
-                        // Closed after a response: the next request may be
-                        // on its way already (finish() lingers if so).
+                        // Closed between requests: the next one may be on
+                        // its way already (finish() lingers if so).
                         self->ended_by_response_ = true;
                         break;
                     }
@@ -933,6 +933,10 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
             if (ec != net::error::would_block)
                 break; // closed (a drain, the client), reset or a TLS error
             if (holding) {
+                // Waiting must not keep an old configuration alive across
+                // reloads (serve_one takes the current one first thing).
+                snap_.reset();
+                upstream_name_ = {}; // (a view into it)
                 if (const auto left = shed_at - steady_clock::now(); left.count() > 0) {
                     arm_client_timer(std::chrono::ceil<std::chrono::milliseconds>(left));
                     auto [wait] = co_await lowest().async_wait(stream_.want(), use_tuple);
@@ -948,6 +952,8 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
                 holding = false;
                 shed_idle_memory();
                 stream_.release_idle_memory();
+            } else {
+                in_.release_if_empty(); // (taken again by the read above)
             }
             auto [wait] = co_await lowest().async_wait(stream_.want(), use_tuple);
             if (wait)
