@@ -415,7 +415,7 @@ template <typename Stream> class client_session final : public session_base {
                     if (self->draining()) {
                         // Closed between requests: the next one may be on
                         // its way already (finish() lingers if so).
-                        self->ended_by_response_ = true;
+                        self->ended_by_proxy_ = true;
                         break;
                     }
                     // (A co_await apart from any && or ||: GCC 12 miscompiles those.)
@@ -424,7 +424,7 @@ template <typename Stream> class client_session final : public session_base {
                         break;
                 }
                 if (!co_await self->serve_one()) {
-                    self->ended_by_response_ = true;
+                    self->ended_by_proxy_ = true;
                     break;
                 }
             }
@@ -704,12 +704,12 @@ template <typename Stream> class client_session final : public session_base {
         return drain_requested_ || worker_.draining();
     }
 
-    bool idle_ = false;              // waiting for the first byte of a request
-    bool woken_ = false;             // was parked and is readable: read at once
-    bool parked_ = false;            // the connection went on without this session
-    bool drain_requested_ = false;   // this connection's listener is going away
-    bool linger_ = false;            // close gracefully: the client may still be sending
-    bool ended_by_response_ = false; // serve_one ended the connection (not the client)
+    bool idle_ = false;            // waiting for the first byte of a request
+    bool woken_ = false;           // was parked and is readable: read at once
+    bool parked_ = false;          // the connection went on without this session
+    bool drain_requested_ = false; // this connection's listener is going away
+    bool linger_ = false;          // close gracefully: the client may still be sending
+    bool ended_by_proxy_ = false;  // a response or a drain ended the connection (not the client)
     byte_buffer in_{&worker_.blocks()};
     // Timeouts on reads from the client that must still be answered (408):
     // the stream's deadline would close the socket, this one only cancels.
@@ -766,8 +766,7 @@ template <typename Stream> net::awaitable<void> client_session<Stream>::finish()
     // with those bytes unread would reset the connection the same way. They
     // may have been read already, or wait in the socket (a peek that does
     // not wait: one system call per connection that ends this way).
-    if (!linger_ && ended_by_response_ && error_ == proxy_error::none &&
-        lowest().socket().is_open())
+    if (!linger_ && ended_by_proxy_ && error_ == proxy_error::none && lowest().socket().is_open())
         linger_ = !in_.empty() || client_bytes_waiting();
     if (linger_ && lowest().socket().is_open()) {
         // Half-close, then drain what the client still sends for a moment:
@@ -1093,7 +1092,10 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::serve_on
 
     const auto* listener = snap_->find_listener(listener_key_);
     if (listener == nullptr) {
-        // A reload removed this listener: its connections drain.
+        // A reload removed this listener: its connections drain. (The
+        // head is done with; what follows it, a body or another request,
+        // makes finish() linger.)
+        in_.consume(req_.head_size);
         co_return co_await send_local(503, "listener removed\n", false);
     }
     listener_name_ = listener->cfg->name;

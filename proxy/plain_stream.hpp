@@ -41,13 +41,16 @@ class plain_stream {
     using socket_type = boost::asio::ip::tcp::socket;
     using clock = std::chrono::steady_clock;
 
-    // The socket is made non-blocking at once (Asio would only at its first
-    // asynchronous operation): try_read_now/try_write_now, the TLS layer's
-    // reads and writes and the session's receive between requests must never
-    // block the worker. A socket that cannot be is closed (nothing is served).
+    // The socket is non-blocking from here on (Asio would make it so only at
+    // its first asynchronous operation): try_read_now/try_write_now, the TLS
+    // layer's reads and writes and the session's receive between requests
+    // must never block the worker. Accepted sockets come so already
+    // (adopt_client_socket, worker.cpp); one that cannot be made so is
+    // closed (nothing is served).
     explicit plain_stream(socket_type socket) : socket_(std::move(socket)) {
         boost::system::error_code ec;
-        socket_.non_blocking(true, ec);
+        if (!socket_.non_blocking())
+            socket_.non_blocking(true, ec);
         if (ec)
             socket_.close(ec);
     }
@@ -142,22 +145,14 @@ class plain_stream {
     bool timed_out_ = false;
 };
 
-// Reads and writes that never wait (relay.hpp), on the socket in
-// non-blocking mode.
+// Reads and writes that never wait (relay.hpp): the socket is non-blocking
+// (see the constructor).
 template <typename Buffers>
 std::size_t try_read_now(plain_stream& s, const Buffers& b, boost::system::error_code& ec) {
-    if (!s.socket().non_blocking()) {
-        ec = boost::asio::error::would_block;
-        return 0;
-    }
     return s.socket().receive(b, 0, ec);
 }
 template <typename Buffers>
 std::size_t try_write_now(plain_stream& s, const Buffers& b, boost::system::error_code& ec) {
-    if (!s.socket().non_blocking()) {
-        ec = boost::asio::error::would_block;
-        return 0;
-    }
     return s.socket().send(b, 0, ec);
 }
 

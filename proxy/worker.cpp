@@ -4,6 +4,7 @@
 #include "proxy/log.hpp"
 
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -14,6 +15,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/version.hpp>
 
 namespace sluice::proxy {
 namespace net = boost::asio;
@@ -27,6 +29,60 @@ constexpr auto log_flush_every = std::chrono::milliseconds(100);
 // Client connections open in the whole process (all workers), for
 // limits.max_connections. Touched once per connection, not per request.
 std::atomic<long> process_connections{0};
+
+// Asio keeps what it knows of a socket's descriptor in the socket's
+// (protected) implementation; a class derived from the socket may name that
+// member, and a pointer to it reaches any socket's.
+struct socket_state_access : tcp::socket {
+    static auto& state(tcp::socket& s) {
+        return (s.*&socket_state_access::impl_).get_implementation().state_;
+    }
+};
+
+// A socket for `fd`, a client connection's descriptor that this process
+// holds alone (no duplicate anywhere) and that is non-blocking already:
+// from accept4 with SOCK_NONBLOCK, or taken back from the parked set.
+// assign() assumes neither, which costs two system calls per connection:
+// an ioctl to make it non-blocking at its first operation, and, as the
+// descriptor might have a duplicate that outlives it, an epoll_ctl to take
+// it out of the event loop before closing it (closing the only descriptor
+// does that by itself). Registered with the event loop as by assign().
+tcp::socket adopt_client_socket(net::io_context& io, int fd, bool v6,
+                                boost::system::error_code& ec) {
+    static_assert(BOOST_VERSION / 100 == 1081,
+                  "adopt_client_socket sets Asio 1.81's socket state flags: check them");
+    namespace ops = net::detail::socket_ops;
+    tcp::socket socket(io);
+    socket.assign(v6 ? tcp::v6() : tcp::v4(), fd, ec);
+    if (!ec) {
+        auto& state = socket_state_access::state(socket);
+        state =
+            static_cast<ops::state_type>((state | ops::user_set_non_blocking) & ~ops::possible_dup);
+    }
+    return socket;
+}
+
+// accept(2) errors that belong to the connection being accepted (it was
+// reset, or the network failed it), not to the listener: the next one may
+// well succeed.
+bool accept_error_is_transient(int err) {
+    switch (err) {
+    case EINTR:
+    case ECONNABORTED:
+    case EPROTO:
+    case ENETDOWN:
+    case ENOPROTOOPT:
+    case EHOSTDOWN:
+    case ENONET:
+    case EHOSTUNREACH:
+    case EOPNOTSUPP:
+    case ENETUNREACH:
+    case EPERM: // (a firewall rule refused it)
+        return true;
+    default:
+        return false;
+    }
+}
 } // namespace
 
 worker::worker(int id, std::shared_ptr<const snapshot> initial)
@@ -108,24 +164,53 @@ void worker::accept_loop(std::shared_ptr<acceptor_slot> slot_ptr) {
         io_,
         [this, slot_ptr]() -> net::awaitable<void> {
             auto& slot = *slot_ptr;
+            auto& acceptor = *slot.acceptor;
             bool logged_exhaustion = false;
             net::steady_timer backoff(io_);
+            boost::system::error_code ec;
+            acceptor.non_blocking(true, ec); // (accept4 below must never wait)
+            if (ec) {
+                if (acceptor.is_open())
+                    log::error("cannot accept on a listening socket",
+                               {{"error", ec.message()}, log::num("worker", id_)});
+                co_return;
+            }
             for (;;) {
-                tcp::endpoint peer; // from accept itself: no getpeername per connection
-                auto [ec, socket] =
-                    co_await slot.acceptor->async_accept(peer, net::as_tuple(net::use_awaitable));
-                if (ec == net::error::operation_aborted || !slot.acceptor->is_open())
+                if (!acceptor.is_open())
                     co_return;
-                if (ec) {
-                    // Out of descriptors (or another transient accept error):
-                    // say so once, pause, and keep serving what is open.
+                // accept4, not Asio's accept: the connection comes
+                // non-blocking (see adopt_client_socket), and with the
+                // client's address (no getpeername per connection).
+                tcp::endpoint peer;
+                auto peer_len = static_cast<socklen_t>(peer.capacity());
+                const int fd = ::accept4(acceptor.native_handle(), peer.data(), &peer_len,
+                                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (fd < 0) {
+                    const int err = errno;
+                    if (err == EAGAIN || err == EWOULDBLOCK) {
+                        auto [wait_ec] = co_await acceptor.async_wait(
+                            tcp::acceptor::wait_read, net::as_tuple(net::use_awaitable));
+                        if (wait_ec == net::error::operation_aborted)
+                            co_return;
+                        continue;
+                    }
+                    if (accept_error_is_transient(err))
+                        continue; // that client is gone: the next one
+                    // Out of descriptors (or memory): say so once, pause,
+                    // and keep serving what is open.
                     if (!logged_exhaustion) {
                         log::error("accept failed",
-                                   {{"error", ec.message()}, log::num("worker", id_)});
+                                   {{"error", std::strerror(err)}, log::num("worker", id_)});
                         logged_exhaustion = true;
                     }
                     backoff.expires_after(std::chrono::milliseconds(100));
                     co_await backoff.async_wait(net::as_tuple(net::use_awaitable));
+                    continue;
+                }
+                peer.resize(peer_len);
+                auto socket = adopt_client_socket(io_, fd, peer.protocol() == tcp::v6(), ec);
+                if (ec) {
+                    ::close(fd); // (not in the event loop: nothing to serve it with)
                     continue;
                 }
                 logged_exhaustion = false;
@@ -139,6 +224,9 @@ void worker::accept_loop(std::shared_ptr<acceptor_slot> slot_ptr) {
                     co_await backoff.async_wait(net::as_tuple(net::use_awaitable));
                 }
                 start_session(*this, std::move(socket), peer, slot.key);
+                // One connection per turn of the event loop, as Asio's
+                // accept completes: the connections open already go on.
+                co_await net::post(io_, net::use_awaitable);
             }
         },
         net::detached);
@@ -331,9 +419,8 @@ void worker::wake_parked() {
             auto* c = static_cast<parked_connection*>(events[i].data.ptr);
             unlink(c);
             ::epoll_ctl(parked_events_->native_handle(), EPOLL_CTL_DEL, c->fd, nullptr);
-            tcp::socket socket(io_);
             boost::system::error_code ec;
-            socket.assign(c->v6 ? tcp::v6() : tcp::v4(), c->fd, ec);
+            auto socket = adopt_client_socket(io_, c->fd, c->v6, ec);
             if (ec || draining_ || !resume_session(*this, std::move(socket), c->listener_id)) {
                 if (!ec)
                     c->fd = -1; // the socket closed it
