@@ -6,6 +6,7 @@
 // one run reports every problem in the file. Cross-field checks live in validate.cpp.
 
 #include "config/load.hpp"
+#include "config/cpus.hpp"
 #include "config/yaml_reader.hpp"
 
 #include <fcntl.h>
@@ -15,7 +16,6 @@
 #include <cerrno>
 #include <climits>
 #include <system_error>
-#include <thread>
 #include <tuple>
 
 namespace sluice::config {
@@ -87,7 +87,7 @@ void loader::read_root(const YAML::Node& root) {
             (this->*reader)(*it);
         }
     };
-    out_.workers = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+    out_.workers = available_cpus();
     section("workers", &loader::read_workers);
     read_listeners(*m);
     read_upstreams(*m);

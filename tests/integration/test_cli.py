@@ -212,3 +212,20 @@ def test_admin_port_in_use_exits_1(env):
     s, code, held = start_with_port_held(env, "admin")
     assert code == 1, s.output_tail()
     assert str(held) in s.stdout() + s.stderr(), s.output_tail()
+
+
+def test_workers_auto_runs_one_worker_per_cpu_the_process_may_use(env):
+    # `workers: auto` counts the CPUs of the process's affinity (taskset, a
+    # container's cpuset), not the machine's: started on one CPU, one worker.
+    cfg = env.config([{"match": {"path_prefix": "/"}, "respond": {"status": 200, "body": "one\n"}}], [],
+                     workers="auto")
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(allowed)})  # the proxy inherits it
+    try:
+        s = env.sluice(cfg)
+    finally:
+        os.sched_setaffinity(0, allowed)
+    started = lambda: [r for r in s.log_records() if r.get("msg") == "started"]
+    wait_until(started, 5, message="the 'started' log line")
+    assert int(started()[0]["workers"]) == 1, started()
+    assert harness.http_get(s.port, "/").body == b"one\n"

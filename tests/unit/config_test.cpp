@@ -1,6 +1,7 @@
 // The config loader (SPEC section 2): values, defaults, and every class of error with its
 // exact file:line:col, key path and message.
 
+#include "config/cpus.hpp"
 #include "config/load.hpp"
 
 #include <catch2/catch.hpp>
@@ -316,7 +317,7 @@ TEST_CASE("a minimal file gets every default", "[config]") {
                                   "    servers:\n"
                                   "      - address: \"127.0.0.1:9001\"\n"
                                   "    health_check: {}\n");
-    CHECK(c.workers == static_cast<int>(std::max(1U, std::thread::hardware_concurrency())));
+    CHECK(c.workers == cfg::available_cpus());
     REQUIRE(c.listeners.size() == 1);
     const auto& l = c.listeners[0];
     CHECK_FALSE(l.tls.has_value());
@@ -380,8 +381,7 @@ TEST_CASE("a listener without routes, upstreams or optional sections is valid", 
 }
 
 TEST_CASE("workers is an integer or auto", "[config]") {
-    CHECK(load_ok(listener + "workers: auto\n").workers ==
-          static_cast<int>(std::max(1U, std::thread::hardware_concurrency())));
+    CHECK(load_ok(listener + "workers: auto\n").workers == cfg::available_cpus());
     CHECK(load_ok(listener + "workers: 1\n").workers == 1);
     CHECK(load_ok(listener + "workers: \"8\"\n").workers == 8);
 }
