@@ -502,6 +502,25 @@ template <typename Stream> class client_session final : public session_base {
         relay_scratch().swap(sender_scratch_);
         std::vector<int>().swap(tried_);
     }
+    // Between requests: what the client has sent, read without waiting.
+    enum class read_now { arrived, nothing, closed };
+    read_now read_request_now() {
+        auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(worker_.current()->cfg));
+        boost::system::error_code ec;
+        const auto n = sluice::proxy::try_read_now(stream_, net::buffer(p, room), ec);
+        if (!ec) {
+            in_.commit(n);
+            return read_now::arrived;
+        }
+        return ec == net::error::would_block ? read_now::nothing : read_now::closed;
+    }
+    // A connection waiting for its next request must not keep an old
+    // configuration alive across reloads (serve_one takes the current one
+    // first thing).
+    void let_go_of_snapshot() {
+        snap_.reset();
+        upstream_name_ = {}; // (a view into it)
+    }
     // Whether the client has sent bytes not read yet (never waits).
     bool client_bytes_waiting() {
         if constexpr (is_tls) {
@@ -921,21 +940,13 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
         bool arrived = false;
         lowest().expires_after(client_idle);
         for (;;) {
-            auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(worker_.current()->cfg));
-            boost::system::error_code ec;
-            const auto n = stream_.read_now(net::buffer(p, room), ec);
-            if (!ec) {
-                in_.commit(n);
-                arrived = true;
-                break;
+            const auto got = read_request_now();
+            if (got != read_now::nothing) {
+                arrived = got == read_now::arrived;
+                break; // (or closed: a drain, the client, a reset, a TLS error)
             }
-            if (ec != net::error::would_block)
-                break; // closed (a drain, the client), reset or a TLS error
             if (holding) {
-                // Waiting must not keep an old configuration alive across
-                // reloads (serve_one takes the current one first thing).
-                snap_.reset();
-                upstream_name_ = {}; // (a view into it)
+                let_go_of_snapshot();
                 if (const auto left = shed_at - steady_clock::now(); left.count() > 0) {
                     arm_client_timer(std::chrono::ceil<std::chrono::milliseconds>(left));
                     auto [wait] = co_await lowest().async_wait(stream_.want(), use_tuple);
@@ -973,29 +984,20 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
             woken_ = false;
         else
             co_await net::post(stream_.get_executor(), net::use_awaitable);
-        const auto& cfg = worker_.current()->cfg; // (not used after the wait)
-        auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(cfg));
-        boost::system::error_code ec;
-        const auto n = socket.receive(net::buffer(p, room), 0, ec); // non-blocking
-        if (!ec) {
-            in_.commit(n);
-            co_return true;
-        }
-        if (ec != net::error::would_block)
-            co_return false; // closed or reset
+        if (const auto got = read_request_now(); got != read_now::nothing)
+            co_return got == read_now::arrived; // (or closed, or reset)
         // A drain that began during the yield above found this
         // connection busy and left it; from here on_drain closes it.
         if (draining())
             co_return false;
         // A short gap (a client sending its next request soon) is waited
-        // for here, with a receive (unlike a readiness wait, Asio starts
-        // it without an epoll_ctl); a connection idle for park_after is
-        // parked.
+        // for here, with a receive into the block the read above prepared
+        // (unlike a readiness wait, Asio starts it without an epoll_ctl);
+        // a connection idle for park_after is parked.
         const auto since = steady_clock::now();
-        const auto client_idle = cfg.timeouts.client_idle;
-        // Waiting must not keep an old configuration alive across reloads.
-        snap_.reset();
-        upstream_name_ = {}; // (a view into it)
+        const auto client_idle = worker_.current()->cfg.timeouts.client_idle;
+        let_go_of_snapshot();
+        auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(worker_.current()->cfg));
         idle_ = true;
         arm_client_timer(std::min(park_after, client_idle));
         auto [rec, got] = co_await socket.async_receive(net::buffer(p, room), use_tuple);
@@ -1093,9 +1095,10 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::serve_on
     const auto* listener = snap_->find_listener(listener_key_);
     if (listener == nullptr) {
         // A reload removed this listener: its connections drain. (The
-        // head is done with; what follows it, a body or another request,
-        // makes finish() linger.)
+        // head is done with; a body, or another request after it, makes
+        // finish() linger.)
         in_.consume(req_.head_size);
+        linger_ = has_body;
         co_return co_await send_local(503, "listener removed\n", false);
     }
     listener_name_ = listener->cfg->name;

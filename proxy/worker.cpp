@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <type_traits>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -35,31 +36,38 @@ std::atomic<long> process_connections{0};
 // member, and a pointer to it reaches any socket's.
 struct socket_state_access : tcp::socket {
     static auto& state(tcp::socket& s) {
+        using implementation =
+            std::remove_cvref_t<decltype((s.*&socket_state_access::impl_).get_implementation())>;
+        static_assert(
+            std::is_same_v<implementation,
+                           net::detail::reactive_socket_service<tcp>::implementation_type>,
+            "adopt_client_socket knows the epoll reactor's socket state only");
         return (s.*&socket_state_access::impl_).get_implementation().state_;
     }
 };
 
-// A socket for `fd`, a client connection's descriptor that this process
+// `socket` (closed) takes `fd`, a client connection's descriptor that this process
 // holds alone (no duplicate anywhere) and that is non-blocking already:
 // from accept4 with SOCK_NONBLOCK, or taken back from the parked set.
 // assign() assumes neither, which costs two system calls per connection:
 // an ioctl to make it non-blocking at its first operation, and, as the
 // descriptor might have a duplicate that outlives it, an epoll_ctl to take
-// it out of the event loop before closing it (closing the only descriptor
-// does that by itself). Registered with the event loop as by assign().
-tcp::socket adopt_client_socket(net::io_context& io, int fd, bool v6,
-                                boost::system::error_code& ec) {
+// it out of the event loop before closing it. Closing the only descriptor
+// takes it out by itself; should something outside hold the socket for a
+// moment (a /proc reader), a late event reaches Asio's record of it, which
+// Asio keeps for reuse rather than frees, and at worst wakes a wait whose
+// non-blocking retry finds nothing. Registered with the event loop as by
+// assign().
+void adopt_client_socket(tcp::socket& socket, int fd, bool v6, boost::system::error_code& ec) {
     static_assert(BOOST_VERSION / 100 == 1081,
                   "adopt_client_socket sets Asio 1.81's socket state flags: check them");
     namespace ops = net::detail::socket_ops;
-    tcp::socket socket(io);
     socket.assign(v6 ? tcp::v6() : tcp::v4(), fd, ec);
     if (!ec) {
         auto& state = socket_state_access::state(socket);
         state =
             static_cast<ops::state_type>((state | ops::user_set_non_blocking) & ~ops::possible_dup);
     }
-    return socket;
 }
 
 // accept(2) errors that belong to the connection being accepted (it was
@@ -77,7 +85,6 @@ bool accept_error_is_transient(int err) {
     case EHOSTUNREACH:
     case EOPNOTSUPP:
     case ENETUNREACH:
-    case EPERM: // (a firewall rule refused it)
         return true;
     default:
         return false;
@@ -167,6 +174,7 @@ void worker::accept_loop(std::shared_ptr<acceptor_slot> slot_ptr) {
             auto& acceptor = *slot.acceptor;
             bool logged_exhaustion = false;
             net::steady_timer backoff(io_);
+            tcp::socket socket(io_); // (closed again once moved to its session)
             boost::system::error_code ec;
             acceptor.non_blocking(true, ec); // (accept4 below must never wait)
             if (ec) {
@@ -194,23 +202,29 @@ void worker::accept_loop(std::shared_ptr<acceptor_slot> slot_ptr) {
                             co_return;
                         continue;
                     }
-                    if (accept_error_is_transient(err))
-                        continue; // that client is gone: the next one
-                    // Out of descriptors (or memory): say so once, pause,
-                    // and keep serving what is open.
+                    if (accept_error_is_transient(err)) {
+                        // That client is gone: the next one, after the
+                        // connections open already had their turn.
+                        co_await net::post(io_, net::use_awaitable);
+                        continue;
+                    }
+                    ec.assign(err, boost::system::system_category());
+                } else {
+                    peer.resize(peer_len);
+                    adopt_client_socket(socket, fd, peer.protocol() == tcp::v6(), ec);
+                    if (ec)
+                        ::close(fd); // (not in the event loop: nothing to serve it with)
+                }
+                if (ec) {
+                    // Out of descriptors or memory (or refused): say so
+                    // once, pause, and keep serving what is open.
                     if (!logged_exhaustion) {
                         log::error("accept failed",
-                                   {{"error", std::strerror(err)}, log::num("worker", id_)});
+                                   {{"error", ec.message()}, log::num("worker", id_)});
                         logged_exhaustion = true;
                     }
                     backoff.expires_after(std::chrono::milliseconds(100));
                     co_await backoff.async_wait(net::as_tuple(net::use_awaitable));
-                    continue;
-                }
-                peer.resize(peer_len);
-                auto socket = adopt_client_socket(io_, fd, peer.protocol() == tcp::v6(), ec);
-                if (ec) {
-                    ::close(fd); // (not in the event loop: nothing to serve it with)
                     continue;
                 }
                 logged_exhaustion = false;
@@ -419,8 +433,9 @@ void worker::wake_parked() {
             auto* c = static_cast<parked_connection*>(events[i].data.ptr);
             unlink(c);
             ::epoll_ctl(parked_events_->native_handle(), EPOLL_CTL_DEL, c->fd, nullptr);
+            tcp::socket socket(io_);
             boost::system::error_code ec;
-            auto socket = adopt_client_socket(io_, c->fd, c->v6, ec);
+            adopt_client_socket(socket, c->fd, c->v6, ec);
             if (ec || draining_ || !resume_session(*this, std::move(socket), c->listener_id)) {
                 if (!ec)
                     c->fd = -1; // the socket closed it
