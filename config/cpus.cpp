@@ -85,6 +85,59 @@ std::optional<std::string> cgroup_v1_cpu_path(std::string_view text) {
     });
 }
 
+std::optional<cgroup_mount> find_cgroup_mount(std::string_view text, bool v2) {
+    // "id parent major:minor root point options [tags...] - fstype source super-options"
+    const auto field = [](std::string_view& rest) {
+        while (!rest.empty() && rest.front() == ' ')
+            rest.remove_prefix(1);
+        const auto end = rest.find(' ');
+        const auto f = rest.substr(0, end);
+        rest.remove_prefix(end == std::string_view::npos ? rest.size() : end);
+        return f;
+    };
+    while (!text.empty()) {
+        const auto eol = text.find('\n');
+        std::string_view rest = text.substr(0, eol);
+        text.remove_prefix(eol == std::string_view::npos ? text.size() : eol + 1);
+        field(rest); // id
+        field(rest); // parent
+        field(rest); // major:minor
+        const auto root = field(rest);
+        const auto point = field(rest);
+        const auto dash = rest.find(" - ");
+        if (root.empty() || point.empty() || dash == std::string_view::npos)
+            continue;
+        rest.remove_prefix(dash + 3);
+        const auto fstype = field(rest);
+        field(rest); // source
+        const auto options = field(rest);
+        bool wanted = v2 && fstype == "cgroup2";
+        if (!v2 && fstype == "cgroup") {
+            for (std::string_view o = options; !o.empty();) {
+                const auto comma = o.find(',');
+                if (o.substr(0, comma) == "cpu")
+                    wanted = true;
+                o.remove_prefix(comma == std::string_view::npos ? o.size() : comma + 1);
+            }
+        }
+        if (wanted)
+            return cgroup_mount{std::string(point), std::string(root)};
+    }
+    return std::nullopt;
+}
+
+std::string path_under_mount(std::string_view path, const cgroup_mount& mount) {
+    std::string_view root = mount.root;
+    while (!root.empty() && root.back() == '/')
+        root.remove_suffix(1);
+    if (!root.empty() && path.starts_with(root) &&
+        (path.size() == root.size() || path[root.size()] == '/'))
+        path.remove_prefix(root.size());
+    while (!path.empty() && path.back() == '/')
+        path.remove_suffix(1);
+    return std::string(path);
+}
+
 std::optional<int>
 cpus_from_cgroup_tree(std::string_view path,
                       const std::function<std::optional<std::string>(const std::string&)>& read) {
@@ -104,38 +157,48 @@ cpus_from_cgroup_tree(std::string_view path,
     }
 }
 
-int available_cpus() {
+namespace {
+int count_available_cpus() {
     int cpus = static_cast<int>(std::thread::hardware_concurrency());
     cpu_set_t set;
     CPU_ZERO(&set);
     if (::sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
         cpus = CPU_COUNT(&set);
     std::optional<int> quota;
-    if (const auto self = read_file("/proc/self/cgroup")) {
-        if (const auto path = cgroup_v1_cpu_path(*self)) {
-            quota = cpus_from_cgroup_tree(*path, [](const std::string& dir) {
-                const std::string at = "/sys/fs/cgroup/cpu" + dir;
-                const auto q = read_file(at + "/cpu.cfs_quota_us");
-                const auto p = read_file(at + "/cpu.cfs_period_us");
-                if (!q || !p)
-                    return std::optional<std::string>();
-                // (-1: no limit; cpus_from_cpu_max reads that as none too.)
-                return std::optional<std::string>(q->substr(0, q->find('\n')) + " " + *p);
-            });
-        } else if (const auto v2 = cgroup_v2_path(*self)) {
-            // The unified hierarchy's mount: /sys/fs/cgroup itself, or
-            // /sys/fs/cgroup/unified next to v1 controllers (hybrid).
-            const std::string root = read_file("/sys/fs/cgroup/cgroup.controllers")
-                                         ? "/sys/fs/cgroup"
-                                         : "/sys/fs/cgroup/unified";
-            quota = cpus_from_cgroup_tree(*v2, [&root](const std::string& dir) {
-                return read_file(root + dir + "/cpu.max");
-            });
+    const auto self = read_file("/proc/self/cgroup");
+    const auto mounts = read_file("/proc/self/mountinfo");
+    if (self && mounts) {
+        const auto v1_path = cgroup_v1_cpu_path(*self);
+        const auto v1 = v1_path ? find_cgroup_mount(*mounts, false) : std::nullopt;
+        const auto v2_path = cgroup_v2_path(*self);
+        const auto v2 = v2_path ? find_cgroup_mount(*mounts, true) : std::nullopt;
+        if (v1) {
+            quota =
+                cpus_from_cgroup_tree(path_under_mount(*v1_path, *v1), [&](const std::string& dir) {
+                    const std::string at = v1->point + dir;
+                    const auto q = read_file(at + "/cpu.cfs_quota_us");
+                    const auto p = read_file(at + "/cpu.cfs_period_us");
+                    if (!q || !p)
+                        return std::optional<std::string>();
+                    // (-1: no limit; cpus_from_cpu_max reads that as none too.)
+                    return std::optional<std::string>(q->substr(0, q->find('\n')) + " " + *p);
+                });
+        } else if (v2) {
+            quota =
+                cpus_from_cgroup_tree(path_under_mount(*v2_path, *v2), [&](const std::string& dir) {
+                    return read_file(v2->point + dir + "/cpu.max");
+                });
         }
     }
     if (quota && (cpus <= 0 || *quota < cpus))
         cpus = *quota;
     return std::max(cpus, 1);
+}
+} // namespace
+
+int available_cpus() {
+    static const int cpus = count_available_cpus();
+    return cpus;
 }
 
 } // namespace sluice::config

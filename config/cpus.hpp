@@ -24,6 +24,21 @@ std::optional<std::string> cgroup_v2_path(std::string_view proc_self_cgroup);
 // (a line "N:cpu,cpuacct:/path"), or nothing.
 std::optional<std::string> cgroup_v1_cpu_path(std::string_view proc_self_cgroup);
 
+// Where a cgroup hierarchy is mounted, from /proc/self/mountinfo's text:
+// the cgroup2 mount (`v2`), or the v1 mount whose controllers include
+// `cpu` ("cpu", "cpu,cpuacct", ...). `root` is the cgroup the mount shows
+// at `point` (a container often sees its own cgroup there).
+struct cgroup_mount {
+    std::string point;
+    std::string root;
+};
+std::optional<cgroup_mount> find_cgroup_mount(std::string_view mountinfo, bool v2);
+
+// A path from /proc/self/cgroup, relative to `mount`'s root ("" for the
+// root itself); a path outside that root is kept as it is (the walk up
+// from it reaches the root).
+std::string path_under_mount(std::string_view path, const cgroup_mount& mount);
+
 // The smallest quota of `path` and of every cgroup above it (a parent's
 // limit binds its children), reading each cgroup's quota with `read` as
 // cpu.max's text (given a path relative to the cgroup root, "" for the
@@ -35,7 +50,8 @@ cpus_from_cgroup_tree(std::string_view path,
 
 // CPUs in this process's affinity mask, capped by its cgroup's CPU quota
 // (v2 cpu.max, or v1 cpu.cfs_quota_us over cpu.cfs_period_us, found from
-// /proc/self/cgroup under /sys/fs/cgroup); at least 1.
+// /proc/self/cgroup and /proc/self/mountinfo); at least 1. Worked out once
+// per process (workers cannot change without a restart).
 int available_cpus();
 
 } // namespace sluice::config

@@ -87,7 +87,8 @@ void loader::read_root(const YAML::Node& root) {
             (this->*reader)(*it);
         }
     };
-    out_.workers = available_cpus();
+    if (m->find("workers") == nullptr)
+        out_.workers = available_cpus(); // (only then: it reads /proc and /sys)
     section("workers", &loader::read_workers);
     read_listeners(*m);
     read_upstreams(*m);
@@ -101,9 +102,10 @@ void loader::read_root(const YAML::Node& root) {
     section("config", &loader::read_config_section);
 }
 
-// `workers`: an integer >= 1 or "auto" (the default, already set by read_root).
+// `workers`: an integer >= 1 or "auto" (the default, set by read_root when absent).
 void loader::read_workers(const item& it) {
     if (it.node.IsScalar() && it.node.Scalar() == "auto") {
+        out_.workers = available_cpus();
         return;
     }
     if (it.node.IsScalar() && !it.node.Scalar().empty() &&

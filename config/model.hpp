@@ -166,7 +166,7 @@ struct admin_settings {
 
 struct config {
     std::string path; // the file it was loaded from
-    int workers = 0;  // resolved: "auto" => the number of CPU cores (>= 1)
+    int workers = 0;  // resolved: "auto" => available_cpus() (cpus.hpp, >= 1)
     std::vector<listener> listeners;
     std::vector<upstream> upstreams;
     sluice::config::timeouts timeouts; // qualified: the member name hides the type

@@ -198,17 +198,19 @@ void worker::accept_loop(std::shared_ptr<acceptor_slot> slot_ptr) {
                     if (err == EAGAIN || err == EWOULDBLOCK) {
                         auto [wait_ec] = co_await acceptor.async_wait(
                             tcp::acceptor::wait_read, net::as_tuple(net::use_awaitable));
-                        if (wait_ec == net::error::operation_aborted)
+                        if (wait_ec == net::error::operation_aborted || !acceptor.is_open())
                             co_return;
-                        continue;
-                    }
-                    if (accept_error_is_transient(err)) {
+                        if (!wait_ec)
+                            continue;
+                        ec = wait_ec; // (the back-off below, not a loop)
+                    } else if (accept_error_is_transient(err)) {
                         // That client is gone: the next one, after the
                         // connections open already had their turn.
                         co_await net::post(io_, net::use_awaitable);
                         continue;
+                    } else {
+                        ec.assign(err, boost::system::system_category());
                     }
-                    ec.assign(err, boost::system::system_category());
                 } else {
                     peer.resize(peer_len);
                     adopt_client_socket(socket, fd, peer.protocol() == tcp::v6(), ec);

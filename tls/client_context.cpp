@@ -48,7 +48,7 @@ bool client_context::prepare(SSL* ssl, const std::string& server) const {
         name = server.substr(0, server.rfind(':'));
     }
     boost::system::error_code ec;
-    const auto ip = net::ip::make_address(name, ec);
+    net::ip::make_address(name, ec); // (only whether it is an address)
     const bool is_ip = !ec;
     // SNI carries DNS names only (RFC 6066 3).
     if (!is_ip && SSL_set_tlsext_host_name(ssl, name.c_str()) != 1)
