@@ -3,8 +3,10 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <thread>
 
@@ -28,6 +30,69 @@ std::optional<std::string> read_file(const std::string& path) {
     return text.str();
 }
 
+// The first line of `text` for which `take(line)` gives a value.
+template <typename Take>
+auto first_line(std::string_view text, Take&& take) -> decltype(take(text)) {
+    while (!text.empty()) {
+        const auto eol = text.find('\n');
+        if (auto found = take(text.substr(0, eol)))
+            return found;
+        text.remove_prefix(eol == std::string_view::npos ? text.size() : eol + 1);
+    }
+    return std::nullopt;
+}
+
+// Whether the comma-separated `list` has `item` ("cpu" in "cpu,cpuacct").
+bool lists(std::string_view list, std::string_view item) {
+    for (;;) {
+        const auto comma = list.find(',');
+        if (list.substr(0, comma) == item)
+            return true;
+        if (comma == std::string_view::npos)
+            return false;
+        list.remove_prefix(comma + 1);
+    }
+}
+
+// The path of the first line of /proc/self/cgroup ("id:controllers:path")
+// whose controllers `wanted` accepts.
+template <typename Wanted>
+std::optional<std::string> cgroup_path(std::string_view text, Wanted&& wanted) {
+    return first_line(text, [&](std::string_view line) -> std::optional<std::string> {
+        const auto first = line.find(':');
+        const auto second = first == std::string_view::npos ? first : line.find(':', first + 1);
+        if (second == std::string_view::npos || !wanted(line.substr(first + 1, second - first - 1)))
+            return std::nullopt;
+        return std::string(line.substr(second + 1));
+    });
+}
+
+std::string_view without_trailing_slashes(std::string_view path) {
+    while (!path.empty() && path.back() == '/')
+        path.remove_suffix(1);
+    return path;
+}
+
+// The CPUs of this process's affinity mask, or nothing. The mask is sized
+// for the machine: a fixed cpu_set_t holds 1,024 CPUs only.
+std::optional<int> affinity_cpus() {
+    for (int size = CPU_SETSIZE; size <= (1 << 20); size *= 2) {
+        const std::unique_ptr<cpu_set_t, void (*)(cpu_set_t*)> set(
+            CPU_ALLOC(size), [](cpu_set_t* s) { CPU_FREE(s); });
+        if (!set)
+            return std::nullopt;
+        const auto bytes = CPU_ALLOC_SIZE(size);
+        CPU_ZERO_S(bytes, set.get());
+        if (::sched_getaffinity(0, bytes, set.get()) == 0) {
+            const int n = CPU_COUNT_S(bytes, set.get());
+            return n > 0 ? std::optional<int>(n) : std::nullopt;
+        }
+        if (errno != EINVAL)
+            return std::nullopt;
+    }
+    return std::nullopt;
+}
+
 } // namespace
 
 std::optional<int> cpus_from_cpu_max(std::string_view cpu_max) {
@@ -39,50 +104,19 @@ std::optional<int> cpus_from_cpu_max(std::string_view cpu_max) {
     const auto quota = to_number(cpu_max.substr(0, space));
     const auto period = to_number(cpu_max.substr(space + 1));
     if (!quota || !period || *quota <= 0 || *period <= 0)
-        return std::nullopt; // "max": no limit
+        return std::nullopt; // "max" (or v1's -1): no limit
     const long long cpus = (*quota + *period - 1) / *period;
     return static_cast<int>(std::clamp<long long>(cpus, 1, 1 << 20));
 }
 
-namespace {
-// The path of the first line of /proc/self/cgroup ("id:controllers:path")
-// that `wanted` accepts (given the id and the controllers).
-template <typename Wanted>
-std::optional<std::string> cgroup_path(std::string_view text, Wanted&& wanted) {
-    while (!text.empty()) {
-        const auto eol = text.find('\n');
-        const auto line = text.substr(0, eol);
-        const auto first = line.find(':');
-        const auto second = first == std::string_view::npos ? first : line.find(':', first + 1);
-        if (second != std::string_view::npos &&
-            wanted(line.substr(0, first), line.substr(first + 1, second - first - 1)))
-            return std::string(line.substr(second + 1));
-        if (eol == std::string_view::npos)
-            break;
-        text.remove_prefix(eol + 1);
-    }
-    return std::nullopt;
-}
-} // namespace
-
 std::optional<std::string> cgroup_v2_path(std::string_view text) {
-    return cgroup_path(text, [](std::string_view id, std::string_view controllers) {
-        return id == "0" && controllers.empty();
-    });
+    // (The unified hierarchy's line is "0::/path": no controllers named.)
+    return cgroup_path(text, [](std::string_view controllers) { return controllers.empty(); });
 }
 
 std::optional<std::string> cgroup_v1_cpu_path(std::string_view text) {
-    return cgroup_path(text, [](std::string_view id, std::string_view controllers) {
-        while (!controllers.empty()) {
-            const auto comma = controllers.find(',');
-            if (controllers.substr(0, comma) == "cpu")
-                return id != "0";
-            if (comma == std::string_view::npos)
-                break;
-            controllers.remove_prefix(comma + 1);
-        }
-        return false;
-    });
+    return cgroup_path(text,
+                       [](std::string_view controllers) { return lists(controllers, "cpu"); });
 }
 
 std::optional<cgroup_mount> find_cgroup_mount(std::string_view text, bool v2) {
@@ -95,10 +129,7 @@ std::optional<cgroup_mount> find_cgroup_mount(std::string_view text, bool v2) {
         rest.remove_prefix(end == std::string_view::npos ? rest.size() : end);
         return f;
     };
-    while (!text.empty()) {
-        const auto eol = text.find('\n');
-        std::string_view rest = text.substr(0, eol);
-        text.remove_prefix(eol == std::string_view::npos ? text.size() : eol + 1);
+    return first_line(text, [&](std::string_view rest) -> std::optional<cgroup_mount> {
         field(rest); // id
         field(rest); // parent
         field(rest); // major:minor
@@ -106,45 +137,31 @@ std::optional<cgroup_mount> find_cgroup_mount(std::string_view text, bool v2) {
         const auto point = field(rest);
         const auto dash = rest.find(" - ");
         if (root.empty() || point.empty() || dash == std::string_view::npos)
-            continue;
+            return std::nullopt;
         rest.remove_prefix(dash + 3);
         const auto fstype = field(rest);
         field(rest); // source
         const auto options = field(rest);
-        bool wanted = v2 && fstype == "cgroup2";
-        if (!v2 && fstype == "cgroup") {
-            for (std::string_view o = options; !o.empty();) {
-                const auto comma = o.find(',');
-                if (o.substr(0, comma) == "cpu")
-                    wanted = true;
-                o.remove_prefix(comma == std::string_view::npos ? o.size() : comma + 1);
-            }
-        }
-        if (wanted)
-            return cgroup_mount{std::string(point), std::string(root)};
-    }
-    return std::nullopt;
+        const bool wanted = v2 ? fstype == "cgroup2" : fstype == "cgroup" && lists(options, "cpu");
+        if (!wanted)
+            return std::nullopt;
+        return cgroup_mount{std::string(point), std::string(root)};
+    });
 }
 
 std::string path_under_mount(std::string_view path, const cgroup_mount& mount) {
-    std::string_view root = mount.root;
-    while (!root.empty() && root.back() == '/')
-        root.remove_suffix(1);
+    const auto root = without_trailing_slashes(mount.root);
     if (!root.empty() && path.starts_with(root) &&
         (path.size() == root.size() || path[root.size()] == '/'))
         path.remove_prefix(root.size());
-    while (!path.empty() && path.back() == '/')
-        path.remove_suffix(1);
-    return std::string(path);
+    return std::string(without_trailing_slashes(path));
 }
 
 std::optional<int>
 cpus_from_cgroup_tree(std::string_view path,
                       const std::function<std::optional<std::string>(const std::string&)>& read) {
     std::optional<int> least;
-    std::string at(path);
-    while (!at.empty() && at.back() == '/')
-        at.pop_back();
+    std::string at(without_trailing_slashes(path));
     for (;;) {
         if (const auto text = read(at)) {
             if (const auto cpus = cpus_from_cpu_max(*text); cpus && (!least || *cpus < *least))
@@ -158,39 +175,37 @@ cpus_from_cgroup_tree(std::string_view path,
 }
 
 namespace {
-int count_available_cpus() {
-    int cpus = static_cast<int>(std::thread::hardware_concurrency());
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (::sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
-        cpus = CPU_COUNT(&set);
-    std::optional<int> quota;
+// The cgroup CPU quota of this process, or nothing (no limit, or not found).
+std::optional<int> quota_cpus() {
     const auto self = read_file("/proc/self/cgroup");
     const auto mounts = read_file("/proc/self/mountinfo");
-    if (self && mounts) {
-        const auto v1_path = cgroup_v1_cpu_path(*self);
-        const auto v1 = v1_path ? find_cgroup_mount(*mounts, false) : std::nullopt;
-        const auto v2_path = cgroup_v2_path(*self);
-        const auto v2 = v2_path ? find_cgroup_mount(*mounts, true) : std::nullopt;
-        if (v1) {
-            quota =
-                cpus_from_cgroup_tree(path_under_mount(*v1_path, *v1), [&](const std::string& dir) {
-                    const std::string at = v1->point + dir;
-                    const auto q = read_file(at + "/cpu.cfs_quota_us");
-                    const auto p = read_file(at + "/cpu.cfs_period_us");
-                    if (!q || !p)
-                        return std::optional<std::string>();
-                    // (-1: no limit; cpus_from_cpu_max reads that as none too.)
-                    return std::optional<std::string>(q->substr(0, q->find('\n')) + " " + *p);
-                });
-        } else if (v2) {
-            quota =
-                cpus_from_cgroup_tree(path_under_mount(*v2_path, *v2), [&](const std::string& dir) {
-                    return read_file(v2->point + dir + "/cpu.max");
-                });
+    if (!self || !mounts)
+        return std::nullopt;
+    if (const auto path = cgroup_v1_cpu_path(*self)) {
+        if (const auto v1 = find_cgroup_mount(*mounts, false)) {
+            return cpus_from_cgroup_tree(path_under_mount(*path, *v1), [&](const std::string& dir) {
+                const std::string at = v1->point + dir;
+                const auto q = read_file(at + "/cpu.cfs_quota_us");
+                const auto p = read_file(at + "/cpu.cfs_period_us");
+                if (!q || !p)
+                    return std::optional<std::string>();
+                return std::optional<std::string>(q->substr(0, q->find('\n')) + " " + *p);
+            });
         }
     }
-    if (quota && (cpus <= 0 || *quota < cpus))
+    if (const auto path = cgroup_v2_path(*self)) {
+        if (const auto v2 = find_cgroup_mount(*mounts, true)) {
+            return cpus_from_cgroup_tree(path_under_mount(*path, *v2), [&](const std::string& dir) {
+                return read_file(v2->point + dir + "/cpu.max");
+            });
+        }
+    }
+    return std::nullopt;
+}
+
+int count_available_cpus() {
+    int cpus = affinity_cpus().value_or(static_cast<int>(std::thread::hardware_concurrency()));
+    if (const auto quota = quota_cpus(); quota && (cpus <= 0 || *quota < cpus))
         cpus = *quota;
     return std::max(cpus, 1);
 }

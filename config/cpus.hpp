@@ -11,9 +11,9 @@
 
 namespace sluice::config {
 
-// A cgroup v2 `cpu.max` ("max 100000", "150000 100000"): the CPUs its
-// quota allows, rounded up, or nothing when it sets no limit or cannot be
-// read as one.
+// A cgroup v2 `cpu.max` ("max 100000", "150000 100000"), or v1's quota
+// and period in the same form ("-1 100000"): the CPUs the quota allows,
+// rounded up, or nothing when it sets no limit or cannot be read as one.
 std::optional<int> cpus_from_cpu_max(std::string_view cpu_max);
 
 // The cgroup v2 path in /proc/self/cgroup's text (the "0::/path" line), or

@@ -172,7 +172,7 @@ void worker::accept_loop(std::shared_ptr<acceptor_slot> slot_ptr) {
         [this, slot_ptr]() -> net::awaitable<void> {
             auto& slot = *slot_ptr;
             auto& acceptor = *slot.acceptor;
-            bool logged_exhaustion = false;
+            bool logged_accept_error = false;
             net::steady_timer backoff(io_);
             tcp::socket socket(io_); // (closed again once moved to its session)
             boost::system::error_code ec;
@@ -218,18 +218,19 @@ void worker::accept_loop(std::shared_ptr<acceptor_slot> slot_ptr) {
                         ::close(fd); // (not in the event loop: nothing to serve it with)
                 }
                 if (ec) {
-                    // Out of descriptors or memory (or refused): say so
+                    // Out of descriptors or memory, refused, or the wait
+                    // or the event loop's registration failed: say so
                     // once, pause, and keep serving what is open.
-                    if (!logged_exhaustion) {
+                    if (!logged_accept_error) {
                         log::error("accept failed",
                                    {{"error", ec.message()}, log::num("worker", id_)});
-                        logged_exhaustion = true;
+                        logged_accept_error = true;
                     }
                     backoff.expires_after(std::chrono::milliseconds(100));
                     co_await backoff.async_wait(net::as_tuple(net::use_awaitable));
                     continue;
                 }
-                logged_exhaustion = false;
+                logged_accept_error = false;
                 // limits.max_connections: hold this one until a connection
                 // closes; meanwhile this worker accepts nothing more, so
                 // later clients wait in the kernel's backlog.

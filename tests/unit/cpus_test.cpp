@@ -1,6 +1,6 @@
 // `workers: auto`: the CPUs a process may use, from its affinity and its
 // cgroup's CPU quota (the parsing; available_cpus() itself in the
-// integration tests, under taskset).
+// integration tests, on a proxy started with a narrower affinity).
 
 #include "config/cpus.hpp"
 
@@ -63,7 +63,9 @@ TEST_CASE("mountinfo gives where the cpu controller and cgroup2 are mounted", "[
     CHECK(v2->root == "/");
 
     const char* unified = "25 20 0:22 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n";
-    CHECK(cfg::find_cgroup_mount(unified, true)->point == "/sys/fs/cgroup");
+    const auto only_v2 = cfg::find_cgroup_mount(unified, true);
+    REQUIRE(only_v2);
+    CHECK(only_v2->point == "/sys/fs/cgroup");
     CHECK(cfg::find_cgroup_mount(unified, false) == std::nullopt);
     CHECK(cfg::find_cgroup_mount("", true) == std::nullopt);
     CHECK(cfg::find_cgroup_mount("garbage line\n", false) == std::nullopt);
