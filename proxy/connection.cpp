@@ -651,6 +651,7 @@ template <typename Stream> class client_session final : public session_base {
     // deadline to set), and the deadline ends with the write.
     struct client_sink {
         client_session* s;
+        bool closes = false; // the connection ends with this response
         using executor_type = net::any_io_executor;
         executor_type get_executor() { return s->stream_.get_executor(); }
         void expires_after(std::chrono::milliseconds d) { s->lowest().expires_after(d); }
@@ -663,10 +664,30 @@ template <typename Stream> class client_session final : public session_base {
         std::size_t write_now(const Buffers& b, boost::system::error_code& ec) {
             return sluice::proxy::try_write_now(s->stream_, b, ec);
         }
+        // The response's last bytes, before a close: sent with MSG_MORE,
+        // they wait in the socket for the FIN the close adds and leave with
+        // it in one segment, which saves the client's kernel and this one a
+        // segment and an acknowledgement each. The session closes or
+        // half-closes the connection next, waiting for nothing on the way
+        // but its own operations to end, and either pushes them out. (TLS
+        // writes records through OpenSSL's socket BIO: unchanged.)
+        template <typename Buffers>
+        std::size_t write_last(const Buffers& b, boost::system::error_code& ec) {
+            if constexpr (!is_tls) {
+                if (closes)
+                    return s->stream_.socket().send(b, MSG_MORE, ec);
+            }
+            return write_now(b, ec);
+        }
         template <typename Buffers>
         friend std::size_t try_write_now(client_sink& c, const Buffers& b,
                                          boost::system::error_code& ec) {
             return c.write_now(b, ec);
+        }
+        template <typename Buffers>
+        friend std::size_t try_write_last(client_sink& c, const Buffers& b,
+                                          boost::system::error_code& ec) {
+            return c.write_last(b, ec);
         }
     };
     // How relaying the request body from the client ended, as the error the
@@ -785,8 +806,14 @@ template <typename Stream> net::awaitable<void> client_session<Stream>::finish()
     // with those bytes unread would reset the connection the same way. They
     // may have been read already, or wait in the socket (a peek that does
     // not wait: one system call per connection that ends this way).
-    if (!linger_ && ended_by_proxy_ && error_ == proxy_error::none && lowest().socket().is_open())
+    const bool clean_end =
+        ended_by_proxy_ && error_ == proxy_error::none && lowest().socket().is_open();
+    if (!linger_ && clean_end)
         linger_ = !in_.empty() || client_bytes_waiting();
+    if constexpr (is_tls) {
+        if (clean_end)
+            stream_.send_close_notify();
+    }
     if (linger_ && lowest().socket().is_open()) {
         // Half-close, then drain what the client still sends for a moment:
         // closing with unread data would send a reset that can destroy the
@@ -1513,7 +1540,7 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
     conn.buffer.consume(resp_.head_size);
 
     upstream_io response_source{conn};
-    client_sink response_sink{this};
+    client_sink response_sink{this, !keep_alive};
     const auto got = co_await relay_body(response_source, conn.buffer, response_sink, framing,
                                          response_length, dechunk, up.response_timeout,
                                          cfg.timeouts.client_body, 0, head_out_, scratch_);

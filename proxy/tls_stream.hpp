@@ -89,6 +89,21 @@ class tls_stream {
         if (pending_gathered_ == 0)
             gather_.reset();
     }
+    // Sends close_notify, as a party must before closing its write side
+    // (RFC 8446 6.1): a client reading a response that ends with the
+    // connection tells by it that the response is whole. Never waits: a
+    // socket that cannot take the alert now closes without it. Not after a
+    // failed write or before the handshake is done. (A connection shut down
+    // this way also keeps its session: one not shut down is removed from
+    // the context's cache when freed, under the context's lock.)
+    void send_close_notify() {
+        boost::system::error_code ec;
+        if (closed(ec) || write_failed_ || SSL_is_init_finished(ssl_.get()) != 1)
+            return;
+        before_call();
+        SSL_shutdown(ssl_.get());
+        ERR_clear_error();
+    }
     // What the last operation that failed with would_block waits for.
     boost::asio::socket_base::wait_type want() const { return want_; }
 

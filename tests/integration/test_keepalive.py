@@ -1,5 +1,8 @@
 """SPEC 3: keep-alive on both sides, upstream pooling, pipelining, HTTP/1.0, Connection: close."""
 
+import socket
+import struct
+
 import pytest
 
 import harness
@@ -120,6 +123,33 @@ def test_connection_close_from_client_closes_after_the_response(proxy, env):
     assert r.status == 200, r
     how, data = c.wait_closed(3)
     assert how in ("eof", "reset") and data == b"", (how, data)
+
+
+def _segments_received(sock):
+    # struct tcp_info (linux/tcp.h): tcpi_segs_in is the u32 at byte 140.
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    return struct.unpack_from("I", info, 140)[0]
+
+
+def test_a_closing_response_reaches_the_client_in_one_segment_with_the_fin(proxy):
+    # SPEC 3 (docs/PERFORMANCE.md, new connections): the request is
+    # acknowledged by the response, not by a segment of its own, and the
+    # response's last bytes leave with the FIN. The client then receives
+    # two segments in all: the SYN-ACK and the response with the FIN. A
+    # proxy slower than the delayed-acknowledgement timer (40 ms) sends an
+    # ACK first, so the best of five connections counts.
+    seen = []
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+            s.sendall(b"GET /small HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 200 "), data
+            seen.append(_segments_received(s))
+        if min(seen) == 2:
+            break
+    assert min(seen) == 2, seen
 
 
 def test_client_connection_close_keeps_the_upstream_connection_pooled(proxy, env):

@@ -401,6 +401,23 @@ def test_large_download_over_tls_is_intact(proxy, env, certs):
     assert c.get("/small", host="a.test").status == 200
 
 
+def test_a_closing_response_ends_with_close_notify(proxy, certs):
+    # RFC 8446 6.1: a party sends close_notify before closing its write
+    # side; a client reading to the end of the connection tells a whole
+    # response from a cut one by it. Without it, a client that does not
+    # forgive a bare end of the stream gets an error after the response.
+    context = ctx(certs)
+    context.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF  # (Debian's Python sets it)
+    raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    with context.wrap_socket(raw, server_hostname="a.test", suppress_ragged_eofs=False) as s:
+        s.sendall(b"GET /small HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):  # ssl.SSLEOFError without close_notify
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 "), data
+    assert b"\r\nconnection: close\r\n" in data.lower(), data
+
+
 @pytest.mark.parametrize("nth", ["first", "second"])
 def test_slow_answer_over_tls_outlasting_client_idle_and_client_header_is_delivered(env, origin, certs, nth):
     # client_idle bounds the wait for a request and client_header its
