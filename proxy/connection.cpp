@@ -25,6 +25,11 @@
 #include <chrono>
 #include <optional>
 #include <tuple>
+#include <type_traits>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 namespace sluice::proxy {
 namespace net = boost::asio;
@@ -467,9 +472,17 @@ template <typename Stream> class client_session final : public session_base {
                         {"error", lowest().timed_out() ? "timeout" : ec.message()}});
             co_return false;
         }
-        worker_.metrics().on_tls_handshake(listener_id_, SSL_session_reused(stream_.native_handle())
-                                                             ? handshake::resumed
-                                                             : handshake::full);
+        const bool resumed = SSL_session_reused(stream_.native_handle()) == 1;
+        worker_.metrics().on_tls_handshake(listener_id_,
+                                           resumed ? handshake::resumed : handshake::full);
+        // A resumed TLS 1.2 handshake ends with the client's Finished, which
+        // nothing from the proxy answers: acknowledged at once, so a client
+        // that holds its request until then (Nagle's algorithm) does not
+        // wait for the delayed-acknowledgement timer. (In a full handshake,
+        // and in TLS 1.3, the proxy's last flight or session ticket
+        // carries the acknowledgement.)
+        if (resumed && SSL_version(stream_.native_handle()) < TLS1_3_VERSION)
+            acknowledge_at_once();
         co_return true;
     }
 
@@ -530,6 +543,17 @@ template <typename Stream> class client_session final : public session_base {
         char byte = 0;
         boost::system::error_code ec; // (would_block: nothing there)
         return lowest().socket().receive(net::buffer(&byte, 1), tcp::socket::message_peek, ec) > 0;
+    }
+    // The client is still sending this request (a head in pieces, a body
+    // to come): what it sends is acknowledged at once from here on.
+    // Accepted connections delay acknowledgements (the listening socket's
+    // TCP_QUICKACK is off: an answer carries its request's), but a client
+    // that waits for one before sending more (Nagle's algorithm) would
+    // stall for the delayed-acknowledgement timer (40 ms) at each piece.
+    void acknowledge_at_once() {
+        const int one = 1;
+        ::setsockopt(lowest().socket().native_handle(), IPPROTO_TCP, TCP_QUICKACK, &one,
+                     sizeof one);
     }
     // Reads and parses a request head into req_.
     net::awaitable<proxy_error> read_head(const config::config& cfg);
@@ -787,6 +811,7 @@ template <typename Stream> class client_session final : public session_base {
     int upstream_index_ = -1; // in snap_->upstreams; -1 when the proxy answers
     std::string server_address_;
     proxy_error error_ = proxy_error::none;
+    bool local_answer_whole_ = false; // the proxy's own answer (an error's too) went out whole
 };
 
 template <typename Stream> void client_session<Stream>::close_sockets() {
@@ -806,13 +831,22 @@ template <typename Stream> net::awaitable<void> client_session<Stream>::finish()
     // with those bytes unread would reset the connection the same way. They
     // may have been read already, or wait in the socket (a peek that does
     // not wait: one system call per connection that ends this way).
-    const bool clean_end =
-        ended_by_proxy_ && error_ == proxy_error::none && lowest().socket().is_open();
+    const bool open = lowest().socket().is_open();
+    const bool clean_end = ended_by_proxy_ && error_ == proxy_error::none && open;
     if (!linger_ && clean_end)
         linger_ = !in_.empty() || client_bytes_waiting();
+    // An HTTPS connection ended after a whole response says so (the
+    // proxy's own error answers included); one cut short must not look
+    // whole. The alert waits a moment for room in a full socket buffer
+    // (the end of a large download).
     if constexpr (is_tls) {
-        if (clean_end)
+        if (ended_by_proxy_ && open && (error_ == proxy_error::none || local_answer_whole_) &&
+            stream_.send_close_notify()) {
+            lowest().expires_after(linger_time);
+            co_await lowest().async_wait(tcp::socket::wait_write, use_tuple);
+            lowest().expires_never();
             stream_.send_close_notify();
+        }
     }
     if (linger_ && lowest().socket().is_open()) {
         // Half-close, then drain what the client still sends for a moment:
@@ -871,6 +905,7 @@ net::awaitable<proxy_error> client_session<Stream>::read_head(const config::conf
             // The head has not arrived whole: from here on it has client_header.
             timer_armed = true;
             arm_client_timer(cfg.timeouts.client_header);
+            acknowledge_at_once();
         } else if (client_timed_out_) {
             // client_header passed as the last read completed (its cancel
             // came too late): the timer is spent, and the head is still short.
@@ -926,6 +961,7 @@ net::awaitable<bool> client_session<Stream>::send_local(int status, std::string_
         co_return false;
     }
     bytes_out_ += r.head_request ? 0 : body.size();
+    local_answer_whole_ = true;
     co_return keep_alive;
 }
 
@@ -1061,6 +1097,7 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::serve_on
     upstream_index_ = -1;
     server_address_.clear();
     error_ = proxy_error::none;
+    local_answer_whole_ = false;
     method_.clear();
     path_.clear();
     host_.clear();
@@ -1363,6 +1400,13 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
     const auto request_framing = req_.body;
     const auto request_length = req_.content_length;
     const bool send_continue = req_.expect_continue && request_framing != http::framing::none;
+    // Whether the whole body is already here, so head and body go out in one
+    // write with no need to listen for an early answer.
+    const bool body_at_hand = request_framing == http::framing::none ||
+                              (request_framing == http::framing::content_length &&
+                               in_.size() - req_.head_size >= request_length);
+    if (!body_at_hand)
+        acknowledge_at_once();
 
     // request_buffering: take the whole chunked body first and send it with
     // a Content-Length (WSGI servers read no chunked bodies). req_'s views
@@ -1395,11 +1439,6 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
     const auto& request_head = request_head_;
     in_.consume(req_.head_size);
     const bool may_retry_stale = idempotent(method_) && request_framing == http::framing::none;
-    // Whether the whole body is already here, so head and body go out in one
-    // write with no need to listen for an early answer.
-    const bool body_at_hand =
-        request_framing == http::framing::none ||
-        (request_framing == http::framing::content_length && in_.size() >= request_length);
 
     auto& tried = tried_;
     tried.clear();
@@ -1725,6 +1764,10 @@ template <typename Stream> net::awaitable<void> client_session<Stream>::tunnel()
     auto& upstream = upstream_->stream.socket();
     lowest().expires_never();
     upstream_->stream.expires_never();
+    // The tunnel's traffic is the two peers' own: the client's side
+    // acknowledges as a connection does by default, not as an exchange
+    // whose answer carries the acknowledgement (see acknowledge_at_once).
+    acknowledge_at_once();
 
     // Lifetime: `from`, `to` and `pending` belong to this session, which
     // outlives both pumps (tunnel() returns only when running == 0).
@@ -1739,10 +1782,13 @@ template <typename Stream> net::awaitable<void> client_session<Stream>::tunnel()
             ec = wec;
         }
         std::array<char, 16384> buf;
+        bool ended_cleanly = false; // the source's end, not an error
         while (!ec) {
             auto [rec, n] = co_await from.async_read_some(net::buffer(buf), use_tuple);
-            if (rec)
+            if (rec) {
+                ended_cleanly = rec == net::error::eof;
                 break;
+            }
             st->last_activity = steady_clock::now();
             auto [wec, wn] = co_await net::async_write(to, net::buffer(buf.data(), n), use_tuple);
             ec = wec;
@@ -1753,6 +1799,10 @@ template <typename Stream> net::awaitable<void> client_session<Stream>::tunnel()
             socket_of(from).close(ignored);
             socket_of(to).close(ignored);
         } else {
+            if constexpr (std::is_same_v<To, tls_stream>) {
+                if (ended_cleanly)
+                    to.send_close_notify(); // (best effort: never waits here)
+            }
             socket_of(to).shutdown(tcp::socket::shutdown_send, ignored);
         }
         if (--st->running == 0)

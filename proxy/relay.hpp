@@ -73,10 +73,10 @@ std::size_t try_write_now(boost::beast::tcp_stream& s, const Buffers& b,
     return s.socket().send(b, 0, ec);
 }
 
-// The write that ends the body, for a destination that closes right after
-// it: a plain client connection holds the last segment back so that it
-// leaves with the FIN that follows (one TCP segment fewer per connection;
-// see client_sink). Elsewhere the same as try_write_now.
+// The write that ends the body. A destination that closes right after it
+// may hold its last segment back to leave with the FIN (a plain client
+// connection after a closing response: client_sink in connection.cpp);
+// elsewhere the same as try_write_now.
 template <typename Stream, typename Buffers>
 std::size_t try_write_last(Stream& s, const Buffers& b, boost::system::error_code& ec) {
     return try_write_now(s, b, ec);

@@ -37,9 +37,11 @@ constexpr auto drain_poll = std::chrono::milliseconds(20);
 
 // Opens, binds and listens. `reuse_port`: every worker binds the same
 // address with SO_REUSEPORT and the kernel spreads connections over them.
+// `delayed_ack`: see below (the proxy's listeners; not the admin one).
 // Returns nullptr and sets `error` on failure.
 std::unique_ptr<tcp::acceptor> bind_acceptor(net::io_context& io, const config::host_port& hp,
-                                             bool reuse_port, std::string& error) {
+                                             bool reuse_port, bool delayed_ack,
+                                             std::string& error) {
     boost::system::error_code ec;
     tcp::endpoint endpoint;
     const auto address = net::ip::make_address(hp.host, ec);
@@ -72,11 +74,13 @@ std::unique_ptr<tcp::acceptor> bind_acceptor(net::io_context& io, const config::
         acceptor->bind(endpoint, ec);
     if (!ec)
         acceptor->listen(listen_backlog, ec);
-    if (!ec) {
+    if (!ec && delayed_ack) {
         // Accepted connections start with delayed acknowledgements (Linux:
-        // inherited from the listening socket): the client's request is
-        // acknowledged by the response that answers it, not by a segment
-        // of its own first. Best effort: without it, one segment more.
+        // inherited from the listening socket; after listen(), which resets
+        // them): a request is acknowledged by the response that answers it,
+        // not by a segment of its own first. A session turns them back on
+        // while a request is still coming in (acknowledge_at_once). Best
+        // effort: without it, one segment more per request.
         const int zero = 0;
         ::setsockopt(acceptor->native_handle(), IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof zero);
     }
@@ -223,7 +227,7 @@ int server_impl::run() {
         for (std::size_t w = 0; w < workers_.size(); ++w)
             workers_[w]->add_acceptor(std::move(acceptors[w]));
     }
-    auto admin_acceptor = bind_acceptor(io_, cfg.admin.address, false, error);
+    auto admin_acceptor = bind_acceptor(io_, cfg.admin.address, false, false, error);
     if (!admin_acceptor) {
         fail_start(config::error_at(cfg, "admin.bind", error));
         return 1;
@@ -411,7 +415,7 @@ std::vector<worker::new_acceptor> server_impl::bind_everywhere(const config::lis
     for (std::size_t i = 0; i < workers_.size(); ++i) {
         // Bound on the control thread's io_context; the worker moves it into
         // its own (worker::adopt: its event loop does not lock for I/O).
-        auto acceptor = bind_acceptor(io_, listener.address, true, error);
+        auto acceptor = bind_acceptor(io_, listener.address, true, true, error);
         if (!acceptor)
             return {};
         out.push_back({std::move(acceptor), listener_key(listener)});

@@ -91,18 +91,22 @@ class tls_stream {
     }
     // Sends close_notify, as a party must before closing its write side
     // (RFC 8446 6.1): a client reading a response that ends with the
-    // connection tells by it that the response is whole. Never waits: a
-    // socket that cannot take the alert now closes without it. Not after a
-    // failed write or before the handshake is done. (A connection shut down
-    // this way also keeps its session: one not shut down is removed from
-    // the context's cache when freed, under the context's lock.)
-    void send_close_notify() {
+    // connection tells by it that the response is whole. Never waits:
+    // returns true when the socket has no room for the alert now (OpenSSL
+    // holds it; call again once the socket is writable), false when it went
+    // out or cannot be sent (the socket closed, a write failed, the
+    // handshake not done). (A connection shut down this way also keeps its
+    // session: one that is not is removed from the context's cache when
+    // freed, under the context's lock.)
+    bool send_close_notify() {
         boost::system::error_code ec;
         if (closed(ec) || write_failed_ || SSL_is_init_finished(ssl_.get()) != 1)
-            return;
+            return false;
         before_call();
-        SSL_shutdown(ssl_.get());
+        const int r = SSL_shutdown(ssl_.get());
+        const bool again = r < 0 && SSL_get_error(ssl_.get(), r) == SSL_ERROR_WANT_WRITE;
         ERR_clear_error();
+        return again;
     }
     // What the last operation that failed with would_block waits for.
     boost::asio::socket_base::wait_type want() const { return want_; }
