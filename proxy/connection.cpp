@@ -475,13 +475,13 @@ template <typename Stream> class client_session final : public session_base {
         const bool resumed = SSL_session_reused(stream_.native_handle()) == 1;
         worker_.metrics().on_tls_handshake(listener_id_,
                                            resumed ? handshake::resumed : handshake::full);
-        // A resumed TLS 1.2 handshake ends with the client's Finished, which
-        // nothing from the proxy answers: acknowledged at once, so a client
-        // that holds its request until then (Nagle's algorithm) does not
-        // wait for the delayed-acknowledgement timer. (In a full handshake,
-        // and in TLS 1.3, the proxy's last flight or session ticket
-        // carries the acknowledgement.)
-        if (resumed && SSL_version(stream_.native_handle()) < TLS1_3_VERSION)
+        // A resumed handshake ends with the client's Finished, which
+        // nothing from the proxy answers (unless a fresh ticket goes out):
+        // acknowledged at once, so a client that holds its request until
+        // then (Nagle's algorithm) does not wait for the
+        // delayed-acknowledgement timer. (After a full handshake the
+        // proxy's last flight or session ticket carries it.)
+        if (resumed)
             acknowledge_at_once();
         co_return true;
     }
@@ -812,6 +812,7 @@ template <typename Stream> class client_session final : public session_base {
     std::string server_address_;
     proxy_error error_ = proxy_error::none;
     bool local_answer_whole_ = false; // the proxy's own answer (an error's too) went out whole
+    bool tunneled_ = false;           // the connection became a tunnel (101)
 };
 
 template <typename Stream> void client_session<Stream>::close_sockets() {
@@ -830,18 +831,19 @@ template <typename Stream> net::awaitable<void> client_session<Stream>::finish()
     // drain) while the client had sent more after that request: closing
     // with those bytes unread would reset the connection the same way. They
     // may have been read already, or wait in the socket (a peek that does
-    // not wait: one system call per connection that ends this way).
-    const bool open = lowest().socket().is_open();
-    const bool clean_end = ended_by_proxy_ && error_ == proxy_error::none && open;
-    if (!linger_ && clean_end)
+    // not wait: one system call per connection that ends this way). The
+    // proxy's own answers count, errors' too, once they went out whole.
+    const bool whole_answer_last = ended_by_proxy_ && lowest().socket().is_open() &&
+                                   (error_ == proxy_error::none || local_answer_whole_);
+    if (!linger_ && whole_answer_last)
         linger_ = !in_.empty() || client_bytes_waiting();
-    // An HTTPS connection ended after a whole response says so (the
-    // proxy's own error answers included); one cut short must not look
-    // whole. The alert waits a moment for room in a full socket buffer
-    // (the end of a large download).
+    // An HTTPS connection ended after a whole response says so; one cut
+    // short must not look whole (a tunnel's end is its pumps' to tell).
+    // The alert waits a moment for room in a full socket buffer (the end
+    // of a large download), unless the client is still sending: the drain
+    // below must then start at once.
     if constexpr (is_tls) {
-        if (ended_by_proxy_ && open && (error_ == proxy_error::none || local_answer_whole_) &&
-            stream_.send_close_notify()) {
+        if (whole_answer_last && !tunneled_ && stream_.send_close_notify() && !linger_) {
             lowest().expires_after(linger_time);
             co_await lowest().async_wait(tcp::socket::wait_write, use_tuple);
             lowest().expires_never();
@@ -1405,7 +1407,9 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
     const bool body_at_hand = request_framing == http::framing::none ||
                               (request_framing == http::framing::content_length &&
                                in_.size() - req_.head_size >= request_length);
-    if (!body_at_hand)
+    // (After a 100 Continue, write_continue does it: answering the head
+    // would put the socket back to delaying.)
+    if (!body_at_hand && !send_continue)
         acknowledge_at_once();
 
     // request_buffering: take the whole chunked body first and send it with
@@ -1718,6 +1722,8 @@ net::awaitable<bool> client_session<Stream>::write_continue(const config::config
     auto [ec, n] =
         co_await net::async_write(stream_, net::buffer(reply.data(), reply.size()), use_tuple);
     client_op_done();
+    if (!ec)
+        acknowledge_at_once(); // the body is to come
     co_return !ec;
 }
 
@@ -1749,6 +1755,7 @@ client_session<Stream>::write_buffered_request(std::string_view head,
 }
 
 template <typename Stream> net::awaitable<void> client_session<Stream>::tunnel() {
+    tunneled_ = true;
     // Two pumps run as coroutines of their own; this one keeps the session
     // (and both sockets) alive until both have ended, and closes an idle
     // tunnel after tunnel_idle.

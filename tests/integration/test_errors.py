@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from harness import ArrivalWatch, assert_proxy_error, free_port
+from harness import ArrivalWatch, assert_proxy_error, build_request, free_port
 
 
 @pytest.fixture
@@ -31,6 +31,24 @@ def test_nothing_listening_upstream_is_502(env):
     assert r.header("X-Origin") is None
     rec = proxy.wait_access_record(rid)
     assert rec["status"] == 502
+
+
+def test_a_closing_error_answer_with_a_request_sent_after_it_ends_gracefully(env, origin):
+    # The proxy's own answers end a connection as relayed ones do: a client
+    # that sent more after an HTTP/1.0 request answered 504 (the bytes
+    # arriving while the proxy waited for the origin, so still unread) gets
+    # the answer and an orderly end, not a reset (closing with bytes
+    # unread), which can destroy the answer before the client reads it.
+    proxy = env.proxy([origin], timeouts={"upstream_response": "300ms"})
+    c = env.client(proxy)
+    watch = ArrivalWatch([origin])
+    c.send(b"GET /delay/2000 HTTP/1.0\r\nHost: localhost\r\n\r\n")
+    watch.wait(1)
+    c.send(build_request("GET", "/next"))
+    r = c.read_response(timeout=10)
+    assert_proxy_error(r, 504)
+    how, data = c.wait_closed(3)
+    assert (how, data) == ("eof", b""), (how, data)
 
 
 @pytest.mark.parametrize("where", ["global", "upstream"])

@@ -2,7 +2,6 @@
 
 import socket
 import struct
-import time
 
 import pytest
 
@@ -143,13 +142,10 @@ def test_a_closing_response_reaches_the_client_in_one_segment_with_the_fin(proxy
     seen, took = [], []
     for _ in range(5):
         with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
-            start = time.monotonic()
-            s.sendall(b"GET /small HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            data = b""
-            while chunk := s.recv(65536):
-                data += chunk
-            took.append(time.monotonic() - start)
+            data, seconds = harness.exchange_to_close(
+                s, [b"GET /small HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"])
             assert data.startswith(b"HTTP/1.1 200 "), data
+            took.append(seconds)
             seen.append(_segments_received(s))
         if min(seen) == 2 and min(took) < 0.15:
             break
@@ -174,14 +170,30 @@ def test_a_request_written_in_pieces_is_not_held_up_by_a_delayed_acknowledgement
     took = []
     for _ in range(5):
         with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
-            start = time.monotonic()
-            for piece in pieces:
-                s.sendall(piece)
-            data = b""
-            while chunk := s.recv(65536):
-                data += chunk
-            took.append(time.monotonic() - start)
+            data, seconds = harness.exchange_to_close(s, pieces)
             assert data.startswith(b"HTTP/1.1 200 "), data
+            took.append(seconds)
+        if min(took) < 0.03:
+            break
+    assert min(took) < 0.03, took
+
+
+def test_a_body_after_100_continue_is_not_held_up_by_a_delayed_acknowledgement(proxy):
+    # As above, for a body the client sends in two pieces once the proxy
+    # has answered 100 Continue (an answer puts the socket back to
+    # delaying acknowledgements). The best of five counts.
+    took = []
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+            s.sendall(b"POST /small HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n"
+                      b"Expect: 100-continue\r\nConnection: close\r\n\r\n")
+            interim = b""
+            while not interim.endswith(b"\r\n\r\n"):
+                interim += s.recv(1)
+            assert interim.startswith(b"HTTP/1.1 100 "), interim
+            data, seconds = harness.exchange_to_close(s, [b"hel", b"lo"])
+            assert data.startswith(b"HTTP/1.1 200 "), data
+            took.append(seconds)
         if min(took) < 0.03:
             break
     assert min(took) < 0.03, took

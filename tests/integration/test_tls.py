@@ -308,27 +308,25 @@ def test_session_resumption(proxy, env, certs, version, sni):
     assert c.get("/small").status == 200
 
 
-def test_a_request_after_a_resumed_tls_1_2_handshake_is_not_held_up(proxy, env, certs):
-    # A resumed TLS 1.2 handshake ends with the client's Finished, which
-    # nothing from the proxy answers; a client with Nagle's algorithm on
-    # (Python's default) holds its request until that is acknowledged,
-    # which a delayed acknowledgement would put off by 40 ms (accepted
-    # connections delay them: an answer usually carries the
-    # acknowledgement). The best of five counts.
-    context = ctx(certs, minimum=ssl.TLSVersion.TLSv1_2, maximum=ssl.TLSVersion.TLSv1_2)
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3], ids=["TLSv1.2", "TLSv1.3"])
+def test_a_request_after_a_resumed_handshake_is_not_held_up(proxy, env, certs, version):
+    # A resumed handshake ends with the client's Finished, which nothing
+    # from the proxy answers; a client with Nagle's algorithm on (Python's
+    # default) holds its request until that is acknowledged, which a
+    # delayed acknowledgement would put off by 40 ms (accepted connections
+    # delay them: an answer usually carries the acknowledgement). The best
+    # of five counts.
+    context = ctx(certs, minimum=version, maximum=version)
     session = first_session(env, proxy, context, "a.test")
     took = []
     for _ in range(5):
         raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
         with context.wrap_socket(raw, server_hostname="a.test", session=session) as s:
             assert s.session_reused
-            start = time.monotonic()
-            s.sendall(b"GET /small HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
-            data = b""
-            while chunk := s.recv(65536):
-                data += chunk
-            took.append(time.monotonic() - start)
+            data, seconds = harness.exchange_to_close(
+                s, [b"GET /small HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"])
         assert data.startswith(b"HTTP/1.1 200 "), data
+        took.append(seconds)
         if min(took) < 0.03:
             break
     assert min(took) < 0.03, took
@@ -441,10 +439,7 @@ def test_a_closing_response_ends_with_close_notify(proxy, certs, request_bytes, 
     context.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)  # (Debian's Python sets it)
     raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
     with context.wrap_socket(raw, server_hostname="a.test", suppress_ragged_eofs=False) as s:
-        s.sendall(request_bytes)
-        data = b""
-        while chunk := s.recv(65536):  # ssl.SSLEOFError without close_notify
-            data += chunk
+        data, _ = harness.exchange_to_close(s, [request_bytes])  # ssl.SSLEOFError without close_notify
     assert data.startswith(b"HTTP/1.1 %d " % status), data
     assert b"\r\nconnection: close\r\n" in data.lower(), data
 
@@ -641,6 +636,21 @@ def test_websocket_over_tls(proxy, env, certs):
     ws.send_close(1000)
     op, payload = ws.recv_message()
     assert op == WS_CLOSE and payload[:2] == b"\x03\xe8", (op, payload)
+
+
+def test_a_websocket_tunnel_that_ends_cleanly_ends_with_close_notify(proxy, certs):
+    # The origin answers the close frame and closes: the tunnel passes that
+    # end on as close_notify and a FIN (a reset would go on as a bare end).
+    context = ctx(certs)
+    context.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)  # (Debian's Python sets it)
+    raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    upgrade = (b"GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    close = harness.ws_frame(WS_CLOSE, harness.ws_close_payload(1000))
+    with context.wrap_socket(raw, server_hostname="a.test", suppress_ragged_eofs=False) as s:
+        data, _ = harness.exchange_to_close(s, [upgrade, close])  # ssl.SSLEOFError without close_notify
+    assert data.startswith(b"HTTP/1.1 101 "), data
+    assert data.endswith(b"\x88\x02\x03\xe8"), data  # the origin's close frame
 
 
 # --------------------------------------------------------------------------

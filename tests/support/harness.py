@@ -504,6 +504,20 @@ def http_get(port, target, headers=None, host="localhost", timeout=5.0):
         return c.get(target, headers, host=host)
 
 
+def exchange_to_close(sock, pieces):
+    """Writes `pieces` to `sock` one after another (one send each) and reads
+    until the peer closes: (everything read, seconds from the first write to
+    the close). On an ssl socket a close without close_notify raises unless
+    the context forgives it."""
+    start = time.monotonic()
+    for piece in pieces:
+        sock.sendall(piece)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data, time.monotonic() - start
+
+
 # --------------------------------------------------------------------------
 # YAML config
 
