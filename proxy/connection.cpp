@@ -26,6 +26,7 @@
 #include <optional>
 #include <tuple>
 #include <type_traits>
+#include <utility>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -477,12 +478,12 @@ template <typename Stream> class client_session final : public session_base {
                                            resumed ? handshake::resumed : handshake::full);
         // A resumed handshake ends with the client's Finished, which
         // nothing from the proxy answers (unless a fresh ticket goes out):
-        // acknowledged at once, so a client that holds its request until
-        // then (Nagle's algorithm) does not wait for the
-        // delayed-acknowledgement timer. (After a full handshake the
-        // proxy's last flight or session ticket carries it.)
-        if (resumed)
-            acknowledge_at_once();
+        // if the request is not there when the session looks for it, the
+        // client may be holding it until the Finished is acknowledged
+        // (Nagle's algorithm), which must then not wait for the
+        // delayed-acknowledgement timer (await_request). (After a full
+        // handshake the proxy's last flight or session ticket carries it.)
+        acknowledge_if_waiting_ = resumed;
         co_return true;
     }
 
@@ -545,11 +546,13 @@ template <typename Stream> class client_session final : public session_base {
         return lowest().socket().receive(net::buffer(&byte, 1), tcp::socket::message_peek, ec) > 0;
     }
     // The client is still sending this request (a head in pieces, a body
-    // to come): what it sends is acknowledged at once from here on.
-    // Accepted connections delay acknowledgements (the listening socket's
-    // TCP_QUICKACK is off: an answer carries its request's), but a client
-    // that waits for one before sending more (Nagle's algorithm) would
-    // stall for the delayed-acknowledgement timer (40 ms) at each piece.
+    // to come): what it has sent is acknowledged now, and what it sends
+    // next at once too (until the proxy sends: Linux then goes back to
+    // delaying). Accepted connections delay acknowledgements (the
+    // listening socket's TCP_QUICKACK is off: an answer carries its
+    // request's), but a client that waits for one before sending more
+    // (Nagle's algorithm) would stall for the delayed-acknowledgement
+    // timer (40 ms) at each piece.
     void acknowledge_at_once() {
         const int one = 1;
         ::setsockopt(lowest().socket().native_handle(), IPPROTO_TCP, TCP_QUICKACK, &one,
@@ -811,8 +814,9 @@ template <typename Stream> class client_session final : public session_base {
     int upstream_index_ = -1; // in snap_->upstreams; -1 when the proxy answers
     std::string server_address_;
     proxy_error error_ = proxy_error::none;
-    bool local_answer_whole_ = false; // the proxy's own answer (an error's too) went out whole
-    bool tunneled_ = false;           // the connection became a tunnel (101)
+    bool local_answer_whole_ = false;     // the proxy's own answer (an error's too) went out whole
+    bool tunneled_ = false;               // the connection became a tunnel (101)
+    bool acknowledge_if_waiting_ = false; // a resumed handshake's Finished: see handshake()
 };
 
 template <typename Stream> void client_session<Stream>::close_sockets() {
@@ -843,11 +847,14 @@ template <typename Stream> net::awaitable<void> client_session<Stream>::finish()
     // of a large download), unless the client is still sending: the drain
     // below must then start at once.
     if constexpr (is_tls) {
-        if (whole_answer_last && !tunneled_ && stream_.send_close_notify() && !linger_) {
-            lowest().expires_after(linger_time);
-            co_await lowest().async_wait(tcp::socket::wait_write, use_tuple);
-            lowest().expires_never();
-            stream_.send_close_notify();
+        if (whole_answer_last && !tunneled_) {
+            const bool no_room = stream_.send_close_notify();
+            if (no_room && !linger_) {
+                lowest().expires_after(linger_time);
+                co_await lowest().async_wait(tcp::socket::wait_write, use_tuple);
+                lowest().expires_never();
+                stream_.send_close_notify();
+            }
         }
     }
     if (linger_ && lowest().socket().is_open()) {
@@ -1008,8 +1015,11 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
             const auto got = read_request_now();
             if (got != read_now::nothing) {
                 arrived = got == read_now::arrived;
+                acknowledge_if_waiting_ = false;
                 break; // (or closed: a drain, the client, a reset, a TLS error)
             }
+            if (std::exchange(acknowledge_if_waiting_, false))
+                acknowledge_at_once(); // (after a resumed handshake: see handshake())
             if (holding) {
                 let_go_of_snapshot();
                 if (const auto left = shed_at - steady_clock::now(); left.count() > 0) {

@@ -80,7 +80,7 @@ std::unique_ptr<tcp::acceptor> bind_acceptor(net::io_context& io, const config::
         // them): a request is acknowledged by the response that answers it,
         // not by a segment of its own first. A session turns them back on
         // while a request is still coming in (acknowledge_at_once). Best
-        // effort: without it, one segment more per request.
+        // effort: without it, one segment more per new connection.
         const int zero = 0;
         ::setsockopt(acceptor->native_handle(), IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof zero);
     }
