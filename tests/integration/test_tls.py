@@ -249,6 +249,19 @@ def test_tls_1_3_works(proxy, env, certs):
     assert r.status == 200 and r.body == b"hello from o\n", r
 
 
+@pytest.mark.parametrize("offered, chosen", [
+    # OpenSSL's own order, AES-256 first: the proxy's order decides.
+    ("TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256", "TLS_AES_128_GCM_SHA256"),
+    ("TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384", "TLS_AES_256_GCM_SHA384"),
+    ("TLS_CHACHA20_POLY1305_SHA256", "TLS_CHACHA20_POLY1305_SHA256"),
+])
+def test_tls_1_3_suite_is_the_proxys_first_choice_the_client_offers(proxy, offered, chosen):
+    """TLS 1.3 suites in the proxy's order (AES-128-GCM first, as for
+    TLS 1.2), not the client's."""
+    _tickets, out = s_client_tickets(proxy, "-ciphersuites", offered)
+    assert f"Cipher is {chosen}" in out, out[-2000:]
+
+
 def test_default_min_version_accepts_tls_1_2(proxy, env, certs):
     v = ssl.TLSVersion.TLSv1_2
     c = connect(env, proxy, ctx(certs, minimum=v, maximum=v), sni="a.test")
