@@ -59,9 +59,14 @@ class tls_stream {
             throw std::bad_alloc();
         // As Asio's stream sets them, and read-ahead: a record (or several)
         // in one read() instead of a header read and a body read.
-        SSL_set_mode(ssl_.get(), SSL_MODE_ENABLE_PARTIAL_WRITE |
-                                     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                                     SSL_MODE_RELEASE_BUFFERS);
+        SSL_set_mode(ssl_.get(),
+                     SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        // Asio's context sets SSL_MODE_RELEASE_BUFFERS, which frees the
+        // record buffers (17 KiB each) whenever they empty and allocates
+        // them again for the next record: a malloc and a free of each per
+        // request on a busy connection. They are freed when the connection
+        // goes idle instead (release_idle_memory).
+        SSL_clear_mode(ssl_.get(), SSL_MODE_RELEASE_BUFFERS);
         SSL_set_read_ahead(ssl_.get(), 1);
         // OpenSSL's reads and writes must not block: plain_stream made the
         // socket non-blocking. The socket BIO writes with write(2): the
@@ -83,11 +88,14 @@ class tls_stream {
     // (read ahead: possibly only part of a record, which a read cannot
     // return without the socket).
     bool has_pending() const { return SSL_has_pending(ssl_.get()) == 1; }
-    // Frees the gather block unless a write that waits holds it (a
-    // connection waiting for its next request need not keep it).
+    // Frees the gather block unless a write that waits holds it, and
+    // OpenSSL's record buffers unless they hold bytes (a connection waiting
+    // for its next request need not keep them; OpenSSL allocates them
+    // again for the next record).
     void release_idle_memory() {
         if (pending_gathered_ == 0)
             gather_.reset();
+        SSL_free_buffers(ssl_.get());
     }
     // Sends close_notify, as a party must before closing its write side
     // (RFC 8446 6.1): a client reading a response that ends with the
