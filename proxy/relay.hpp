@@ -140,9 +140,30 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
     http::chunked_scanner scanner;
     std::uint64_t remaining = length;
     bool done = framing == http::framing::none;
-    std::size_t want = relay_chunk;
+    // A body known to be larger than a chunk is read in the largest pieces
+    // from the start (a 64 KiB body: one read after the head's, not two).
+    std::size_t want =
+        framing == http::framing::content_length && length > src_buf.size() + relay_chunk
+            ? relay_buffer_limit
+            : relay_chunk;
     int reads_without_wait = 0;
+    // Set when the read that follows a write has just been tried (and found
+    // nothing): the next read waits at once.
+    bool tried_read = false;
     for (;;) {
+        // A head with no body bytes behind it yet (an origin that writes its
+        // head and its body separately): look for them before the head
+        // leaves, so that both go in one write and one segment. Not for a
+        // body that ends with the connection, where a reset met here and
+        // an end met later would read as a whole body.
+        if (!head.empty() && !done && src_buf.empty() && framing != http::framing::until_close) {
+            auto [p, room] = src_buf.prepare(want, relay_buffer_limit);
+            boost::system::error_code ec;
+            const std::size_t n = try_read_now(src, net::buffer(p, room), ec);
+            if (!ec)
+                src_buf.commit(n);
+            tried_read = ec == net::error::would_block; // (another error: met again below)
+        }
         // Forward what is buffered (possibly nothing, to send the head).
         std::size_t take = 0;
         scratch.buffers.clear();
@@ -247,8 +268,10 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
             }
         }
         auto [p, room] = src_buf.prepare(want, relay_buffer_limit);
-        boost::system::error_code ec;
-        std::size_t n = try_read_now(src, net::buffer(p, room), ec);
+        boost::system::error_code ec = net::error::would_block;
+        std::size_t n = 0;
+        if (!std::exchange(tried_read, false))
+            n = try_read_now(src, net::buffer(p, room), ec);
         if (ec == net::error::would_block) {
             reads_without_wait = 0;
             src.expires_after(read_timeout);

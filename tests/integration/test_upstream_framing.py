@@ -278,6 +278,48 @@ def test_early_response_head_while_the_origin_still_reads_the_body(env):
     assert raw.accepted == 1
 
 
+@pytest.mark.parametrize("framing", ["content_length", "chunked"])
+def test_a_head_whose_body_is_not_there_yet_is_relayed_at_once(env, framing):
+    # The proxy looks for body bytes behind a response head so that both
+    # leave in one write; a body that has not come yet must not hold the
+    # head back. The origin sends the body only once the client has the
+    # head (up to 5 s): a proxy that waited for it would stall both.
+    client_has_head = threading.Event()
+    body = b"x" * 100_000
+
+    def handler(conn):
+        while True:
+            req = conn.read_request_head()
+            if req is None:
+                return
+            if framing == "content_length":
+                conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+                client_has_head.wait(5)
+                conn.send(body)
+            else:
+                conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                client_has_head.wait(5)
+                conn.send(b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
+
+    raw = RawOrigin(handler)
+    env.origins.append(raw)
+    proxy = env.proxy([raw])
+    c = env.client(proxy, timeout=10)
+    c.send(b"GET /later HTTP/1.1\r\nHost: a\r\n\r\n")
+    t0 = time.monotonic()
+    try:
+        while b"\r\n\r\n" not in c.buf and c._fill(t0 + 3):
+            pass
+    except TimeoutError:
+        pass
+    took = time.monotonic() - t0
+    assert b"\r\n\r\n" in c.buf, f"no response head {took:.2f} s after the origin sent it"
+    assert took < 2, took
+    client_has_head.set()
+    r = c.read_response(timeout=10)
+    assert r.status == 200 and r.body == body, r
+
+
 def test_stray_body_after_a_head_answer_is_not_read_as_the_next_answer(env):
     # A careless origin answers HEAD with its body anyway, in a later
     # segment, once sluice has relayed the (bodiless) answer and pooled the
