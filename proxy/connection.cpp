@@ -1785,6 +1785,8 @@ template <typename Stream> net::awaitable<void> client_session<Stream>::tunnel()
     // acknowledges as a connection does by default, not as an exchange
     // whose answer carries the acknowledgement (see acknowledge_at_once).
     acknowledge_at_once();
+    if constexpr (is_tls)
+        stream_.release_buffers_between_records();
 
     // Lifetime: `from`, `to` and `pending` belong to this session, which
     // outlives both pumps (tunnel() returns only when running == 0).

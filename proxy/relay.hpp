@@ -96,7 +96,10 @@ inline void drop_front(std::vector<boost::asio::const_buffer>& b, std::size_t n)
 
 // Reads ask for relay_chunk; once a read has filled all it asked for (a
 // large body streaming in), for relay_buffer_limit, so big transfers take a
-// quarter of the system calls. The block grows to that size only for them.
+// quarter of the system calls; from the start when the body's bytes came
+// with its head and Content-Length says more than a chunk follows. The
+// block grows to that size only for them (not for a slow upload, whose
+// head comes alone).
 inline constexpr std::size_t relay_chunk = 16 * 1024;
 inline constexpr std::size_t relay_buffer_limit = 64 * 1024;
 // Reads relay_body takes without waiting before it lets the event loop run
@@ -140,12 +143,13 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
     http::chunked_scanner scanner;
     std::uint64_t remaining = length;
     bool done = framing == http::framing::none;
-    // A body known to be larger than a chunk is read in the largest pieces
-    // from the start (a 64 KiB body: one read after the head's, not two).
-    std::size_t want =
-        framing == http::framing::content_length && length > src_buf.size() + relay_chunk
-            ? relay_buffer_limit
-            : relay_chunk;
+    // A body already arriving, known to be larger than a chunk, is read in
+    // the largest pieces from the start (64 KiB: one read after the head's,
+    // not two).
+    std::size_t want = framing == http::framing::content_length && !src_buf.empty() &&
+                               length > src_buf.size() + relay_chunk
+                           ? relay_buffer_limit
+                           : relay_chunk;
     int reads_without_wait = 0;
     // Set when the read that follows a write has just been tried (and found
     // nothing): the next read waits at once.
@@ -156,13 +160,19 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
         // leaves, so that both go in one write and one segment. Not for a
         // body that ends with the connection, where a reset met here and
         // an end met later would read as a whole body.
-        if (!head.empty() && !done && src_buf.empty() && framing != http::framing::until_close) {
+        if (!head.empty() && !done && src_buf.empty() && framing != http::framing::until_close &&
+            (stop == nullptr || !*stop)) {
             auto [p, room] = src_buf.prepare(want, relay_buffer_limit);
             boost::system::error_code ec;
             const std::size_t n = try_read_now(src, net::buffer(p, room), ec);
-            if (!ec)
+            if (!ec) {
                 src_buf.commit(n);
-            tried_read = ec == net::error::would_block; // (another error: met again below)
+                if (n == room)
+                    want = relay_buffer_limit;
+            }
+            // Another error: the read below ends the relay as failed (it meets
+            // the end of the stream, or the error again).
+            tried_read = ec == net::error::would_block;
         }
         // Forward what is buffered (possibly nothing, to send the head).
         std::size_t take = 0;

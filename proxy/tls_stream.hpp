@@ -57,16 +57,15 @@ class tls_stream {
         : next_(std::move(next)), ssl_(SSL_new(ctx.native_handle())) {
         if (!ssl_)
             throw std::bad_alloc();
-        // As Asio's stream sets them, and read-ahead: a record (or several)
-        // in one read() instead of a header read and a body read.
+        // As Asio's stream sets them but for SSL_MODE_RELEASE_BUFFERS, and
+        // read-ahead: a record (or several) in one read() instead of a
+        // header read and a body read. Released buffers (17 KiB each for
+        // reading and writing) would be freed whenever they empty and
+        // allocated again for the next record, a malloc and a free of each
+        // per request; they are freed when the connection goes idle
+        // instead (release_idle_memory), and between records in a tunnel.
         SSL_set_mode(ssl_.get(),
                      SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-        // Asio's context sets SSL_MODE_RELEASE_BUFFERS, which frees the
-        // record buffers (17 KiB each) whenever they empty and allocates
-        // them again for the next record: a malloc and a free of each per
-        // request on a busy connection. They are freed when the connection
-        // goes idle instead (release_idle_memory).
-        SSL_clear_mode(ssl_.get(), SSL_MODE_RELEASE_BUFFERS);
         SSL_set_read_ahead(ssl_.get(), 1);
         // OpenSSL's reads and writes must not block: plain_stream made the
         // socket non-blocking. The socket BIO writes with write(2): the
@@ -91,12 +90,20 @@ class tls_stream {
     // Frees the gather block unless a write that waits holds it, and
     // OpenSSL's record buffers unless they hold bytes (a connection waiting
     // for its next request need not keep them; OpenSSL allocates them
-    // again for the next record).
+    // again for the next record). Only between records: OpenSSL before
+    // 3.0.14 freed the read buffer under a record whose header had come
+    // without its body (CVE-2024-4741), and a distribution's backport
+    // keeps the old version number.
     void release_idle_memory() {
         if (pending_gathered_ == 0)
             gather_.reset();
-        SSL_free_buffers(ssl_.get());
+        if (!has_pending() && std::strcmp(SSL_rstate_string(ssl_.get()), "RH") == 0)
+            SSL_free_buffers(ssl_.get());
     }
+    // For a connection that becomes a tunnel: mostly idle and long-lived
+    // (a WebSocket), it holds OpenSSL's record buffers only while a record
+    // is on its way.
+    void release_buffers_between_records() { SSL_set_mode(ssl_.get(), SSL_MODE_RELEASE_BUFFERS); }
     // Sends close_notify, as a party must before closing its write side
     // (RFC 8446 6.1): a client reading a response that ends with the
     // connection tells by it that the response is whole. Never waits:
