@@ -1038,7 +1038,10 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
                 shed_idle_memory();
                 stream_.release_idle_memory();
             } else {
-                in_.release_if_empty(); // (taken again by the read above)
+                // (Taken again by the read above when a record came: a
+                // KeyUpdate, part of a request.)
+                in_.release_if_empty();
+                stream_.release_idle_memory();
             }
             auto [wait] = co_await lowest().async_wait(stream_.want(), use_tuple);
             if (wait)
@@ -1785,8 +1788,10 @@ template <typename Stream> net::awaitable<void> client_session<Stream>::tunnel()
     // acknowledges as a connection does by default, not as an exchange
     // whose answer carries the acknowledgement (see acknowledge_at_once).
     acknowledge_at_once();
-    if constexpr (is_tls)
+    if constexpr (is_tls) {
         stream_.release_buffers_between_records();
+        stream_.release_idle_memory(); // (the mode frees them only at a record's end)
+    }
 
     // Lifetime: `from`, `to` and `pending` belong to this session, which
     // outlives both pumps (tunnel() returns only when running == 0).

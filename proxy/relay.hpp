@@ -151,8 +151,8 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
                            ? relay_buffer_limit
                            : relay_chunk;
     int reads_without_wait = 0;
-    // Set when the read that follows a write has just been tried (and found
-    // nothing): the next read waits at once.
+    // Set when the early read below (before the head leaves) found nothing:
+    // the read after the head's write then waits at once.
     bool tried_read = false;
     for (;;) {
         // A head with no body bytes behind it yet (an origin that writes its
