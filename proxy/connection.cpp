@@ -1788,10 +1788,8 @@ template <typename Stream> net::awaitable<void> client_session<Stream>::tunnel()
     // acknowledges as a connection does by default, not as an exchange
     // whose answer carries the acknowledgement (see acknowledge_at_once).
     acknowledge_at_once();
-    if constexpr (is_tls) {
+    if constexpr (is_tls)
         stream_.release_buffers_between_records();
-        stream_.release_idle_memory(); // (the mode frees them only at a record's end)
-    }
 
     // Lifetime: `from`, `to` and `pending` belong to this session, which
     // outlives both pumps (tunnel() returns only when running == 0).

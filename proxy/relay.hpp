@@ -151,29 +151,28 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
                            ? relay_buffer_limit
                            : relay_chunk;
     int reads_without_wait = 0;
-    // Set when the early read below (before the head leaves) found nothing:
-    // the read after the head's write then waits at once.
+    // A head with no body bytes behind it yet (an origin that writes its
+    // head and its body separately): look for them once before the head
+    // leaves, so that both go in one write and one segment. Not for a body
+    // that ends with the connection, where a reset met here and an end met
+    // later would read as a whole body. When nothing is there, the read
+    // after the head's write waits at once (tried_read). Another error: that
+    // read ends the relay as failed (it meets the end of the stream, or the
+    // error again).
     bool tried_read = false;
-    for (;;) {
-        // A head with no body bytes behind it yet (an origin that writes its
-        // head and its body separately): look for them before the head
-        // leaves, so that both go in one write and one segment. Not for a
-        // body that ends with the connection, where a reset met here and
-        // an end met later would read as a whole body.
-        if (!head.empty() && !done && src_buf.empty() && framing != http::framing::until_close &&
-            (stop == nullptr || !*stop)) {
-            auto [p, room] = src_buf.prepare(want, relay_buffer_limit);
-            boost::system::error_code ec;
-            const std::size_t n = try_read_now(src, net::buffer(p, room), ec);
-            if (!ec) {
-                src_buf.commit(n);
-                if (n == room)
-                    want = relay_buffer_limit;
-            }
-            // Another error: the read below ends the relay as failed (it meets
-            // the end of the stream, or the error again).
-            tried_read = ec == net::error::would_block;
+    if (!head.empty() && !done && src_buf.empty() && framing != http::framing::until_close &&
+        (stop == nullptr || !*stop)) {
+        auto [p, room] = src_buf.prepare(want, relay_buffer_limit);
+        boost::system::error_code ec;
+        const std::size_t n = try_read_now(src, net::buffer(p, room), ec);
+        if (!ec) {
+            src_buf.commit(n);
+            if (n == room)
+                want = relay_buffer_limit;
         }
+        tried_read = ec == net::error::would_block;
+    }
+    for (;;) {
         // Forward what is buffered (possibly nothing, to send the head).
         std::size_t take = 0;
         scratch.buffers.clear();

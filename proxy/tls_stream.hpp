@@ -102,8 +102,12 @@ class tls_stream {
     }
     // For a connection that becomes a tunnel: mostly idle and long-lived
     // (a WebSocket), it holds OpenSSL's record buffers only while a record
-    // is on its way.
-    void release_buffers_between_records() { SSL_set_mode(ssl_.get(), SSL_MODE_RELEASE_BUFFERS); }
+    // is on its way (the mode frees them at a record's end; what is held
+    // now goes at once).
+    void release_buffers_between_records() {
+        SSL_set_mode(ssl_.get(), SSL_MODE_RELEASE_BUFFERS);
+        release_idle_memory();
+    }
     // Sends close_notify, as a party must before closing its write side
     // (RFC 8446 6.1): a client reading a response that ends with the
     // connection tells by it that the response is whole. Never waits:

@@ -24,7 +24,7 @@ constexpr const char* tls12_ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-A
 // and transcript with SHA-384 (half SHA-256's speed where the CPU has SHA
 // instructions) and every record through 14 AES rounds instead of 10, for
 // a key longer than the 128-bit strength of the P-256 or X25519 exchange
-// that agreed it (~3.5 % of a full ECDSA handshake's instructions here).
+// that agreed it (~3 % of a full ECDSA handshake's instructions here).
 constexpr const char* tls13_suites = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
                                      "TLS_CHACHA20_POLY1305_SHA256";
 
