@@ -8,7 +8,12 @@
 // Blocks of the common size can come from a block_pool (one per worker), so
 // a connection can give its block back whenever it has nothing buffered (an
 // idle keep-alive connection then holds no receive memory) and take one
-// again for the next request without going to the allocator.
+// again for the next request without going to the allocator. A second pool,
+// of large blocks, serves a buffer that outgrows the common size (a body
+// relayed 64 KiB at a time): it grows straight to a large block, and gives
+// it back when empty. Without it every large response would be a malloc and
+// a free of 64 KiB, and glibc trims its heap on such a free (a madvise, then
+// a page fault per 4 KiB when the memory is written again).
 
 #include <cstddef>
 #include <cstring>
@@ -57,9 +62,13 @@ class byte_buffer {
     // Blocks of pool->block_size() (the initial size) come from and go back
     // to `pool`, which must outlive the buffer. A null pool: as above, with
     // `initial` as the first block's size (ignored when there is a pool).
+    // `large` (optional, blocks larger than pool's): a block that must grow
+    // beyond pool's size grows to large's size at once when `limit` allows
+    // it, and comes from and goes back to `large`.
     explicit byte_buffer(block_pool* pool, std::size_t initial = 8192)
         : pool_(pool), initial_(pool != nullptr ? pool->block_size() : initial),
           capacity_(initial_) {}
+    byte_buffer(block_pool* pool, block_pool* large) : byte_buffer(pool) { large_ = large; }
     ~byte_buffer() { drop_block(); }
     byte_buffer(const byte_buffer&) = delete;
     byte_buffer& operator=(const byte_buffer&) = delete;
@@ -91,6 +100,8 @@ class byte_buffer {
             std::size_t grown = capacity_ * 2;
             while (grown - end_ < want && grown < limit)
                 grown *= 2;
+            if (large_ != nullptr && grown < large_->block_size() && large_->block_size() <= limit)
+                grown = large_->block_size();
             if (grown > limit)
                 grown = limit;
             if (grown > capacity_) {
@@ -121,18 +132,28 @@ class byte_buffer {
     }
 
   private:
+    // The pool whose blocks are `size` bytes, if any.
+    block_pool* pool_for(std::size_t size) const {
+        if (pool_ != nullptr && size == pool_->block_size())
+            return pool_;
+        if (large_ != nullptr && size == large_->block_size())
+            return large_;
+        return nullptr;
+    }
     std::unique_ptr<char[]> new_block(std::size_t size) {
-        return pool_ != nullptr && size == pool_->block_size()
-                   ? pool_->take()
-                   : std::make_unique_for_overwrite<char[]>(size);
+        block_pool* p = pool_for(size);
+        return p != nullptr ? p->take() : std::make_unique_for_overwrite<char[]>(size);
     }
     void drop_block() {
-        if (pool_ != nullptr && block_ != nullptr && capacity_ == pool_->block_size())
-            pool_->give(std::move(block_));
+        if (block_ == nullptr)
+            return;
+        if (block_pool* p = pool_for(capacity_); p != nullptr)
+            p->give(std::move(block_));
         block_.reset();
     }
 
     block_pool* pool_ = nullptr;
+    block_pool* large_ = nullptr;
     std::size_t initial_;
     std::unique_ptr<char[]> block_;
     std::size_t capacity_;

@@ -42,6 +42,8 @@ namespace {
 
 constexpr std::size_t read_chunk = 16 * 1024;
 constexpr std::size_t max_response_head = 64 * 1024;
+// A body relayed at the relay's full read size takes a pooled large block.
+static_assert(relay_buffer_limit == worker::large_block_size);
 // What a forwarded head may add to the one received (X-Forwarded-*, the
 // request ID, Connection): reserved up front.
 constexpr std::size_t head_headroom = 256;
@@ -777,7 +779,7 @@ template <typename Stream> class client_session final : public session_base {
     bool drain_requested_ = false; // this connection's listener is going away
     bool linger_ = false;          // close gracefully: the client may still be sending
     bool ended_by_proxy_ = false;  // a response or a drain ended the connection (not the client)
-    byte_buffer in_{&worker_.blocks()};
+    byte_buffer in_{&worker_.blocks(), &worker_.large_blocks()};
     // Timeouts on reads from the client that must still be answered (408):
     // the stream's deadline would close the socket, this one only cancels.
     // Made when first armed: many connections never need it.
@@ -1248,7 +1250,8 @@ client_session<Stream>::connect_upstream(const upstream_entry& up, std::vector<i
             upstream_ = std::move(pooled);
             co_return proxy_error::none;
         }
-        auto conn = std::make_unique<upstream_connection>(worker_.io(), &worker_.blocks());
+        auto conn = std::make_unique<upstream_connection>(worker_.io(), &worker_.blocks(),
+                                                          &worker_.large_blocks());
         conn->server = server;
         boost::system::error_code ec;
         const auto address = net::ip::make_address(server->ip, ec);

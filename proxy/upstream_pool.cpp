@@ -21,8 +21,9 @@ bool still_open(upstream_connection& c) {
 
 } // namespace
 
-upstream_connection::upstream_connection(boost::asio::io_context& io, block_pool* blocks)
-    : stream(io), buffer(blocks) {}
+upstream_connection::upstream_connection(boost::asio::io_context& io, block_pool* blocks,
+                                         block_pool* large_blocks)
+    : stream(io), buffer(blocks, large_blocks) {}
 upstream_connection::~upstream_connection() = default;
 
 std::unique_ptr<upstream_connection> upstream_pool::take(const server_state* server, bool verify) {

@@ -29,8 +29,9 @@ namespace sluice::proxy {
 struct upstream_tls_stream; // proxy/upstream_tls.hpp
 
 struct upstream_connection {
-    // `blocks`: where `buffer` takes its block (may be null).
-    upstream_connection(boost::asio::io_context& io, block_pool* blocks);
+    // `blocks`, `large_blocks`: where `buffer` takes its blocks (may be
+    // null; see byte_buffer).
+    upstream_connection(boost::asio::io_context& io, block_pool* blocks, block_pool* large_blocks);
     ~upstream_connection();
     upstream_connection(const upstream_connection&) = delete;
     upstream_connection& operator=(const upstream_connection&) = delete;

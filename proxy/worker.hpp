@@ -46,6 +46,10 @@ class worker {
     // bytes) whole; `spare_blocks` (512 KiB) are kept between uses.
     static constexpr std::size_t receive_block_size = 16 * 1024;
     static constexpr std::size_t spare_blocks = 32;
+    // A receive buffer relaying a large body grows to one of these (the
+    // relay's read size); `spare_large_blocks` (1 MiB) are kept between uses.
+    static constexpr std::size_t large_block_size = 64 * 1024;
+    static constexpr std::size_t spare_large_blocks = 16;
 
     worker(int id, std::shared_ptr<const snapshot> initial);
     ~worker();
@@ -84,6 +88,7 @@ class worker {
     upstream_pool& pool() { return pool_; }
     // Receive blocks for client and upstream connections (byte_buffer.hpp).
     block_pool& blocks() { return blocks_; }
+    block_pool& large_blocks() { return large_blocks_; }
     request_id_generator& ids() { return ids_; }
     worker_metrics& metrics() { return metrics_; }
     void log_access(const access_record& r);
@@ -136,6 +141,7 @@ class worker {
     // Declared before io_: coroutine frames destroyed with io_ may still
     // hold buffers that give their blocks back here.
     block_pool blocks_{receive_block_size, spare_blocks};
+    block_pool large_blocks_{large_block_size, spare_large_blocks};
     // One thread runs it, and only that thread touches its sockets: its
     // reactor takes no lock per I/O operation (the scheduler and descriptor
     // registration still lock, for posts and timers from other threads).

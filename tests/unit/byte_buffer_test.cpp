@@ -254,6 +254,48 @@ TEST_CASE("a pooled buffer gives its block back when empty and takes it again",
     }
 }
 
+TEST_CASE("a buffer outgrowing its pool's block takes a large pooled block at once",
+          "[proxy][byte_buffer]") {
+    // "a block that must grow beyond pool's size grows to large's size at once when `limit`
+    // allows it, and comes from and goes back to `large`."
+    sluice::proxy::block_pool pool(64, 2);
+    sluice::proxy::block_pool large(1024, 2);
+    large.give(std::make_unique<char[]>(1024));
+    byte_buffer b(&pool, &large);
+    const auto first = pattern(60);
+    append(b, first, 4096);
+    b.consume(10);
+
+    SECTION("grown past the pool's size, the block is a large one, not twice the size") {
+        auto [p, room] = b.prepare(100, 4096);
+        REQUIRE(p != nullptr);
+        CHECK(room == 100);
+        CHECK(pool.spare() == 1);                              // the small block went back
+        CHECK(large.spare() == 0);                             // the large one came from its pool
+        CHECK(b.data() == first.substr(10));                   // the unread bytes moved with it
+        CHECK(b.prepare(1024 - 50, 4096).second == 1024 - 50); // 1024 bytes, not 128
+        CHECK(large.spare() == 0);
+
+        b.consume(b.size());
+        b.release_if_empty();
+        CHECK(large.spare() == 1); // given back when empty...
+        append(b, "small again", 4096);
+        CHECK(pool.spare() == 0); // ...and the next bytes take a small block
+        CHECK(large.spare() == 1);
+        append(b, pattern(200), 4096);
+        CHECK(large.spare() == 0); // the same large block, reused
+    }
+    SECTION("a limit below the large size grows as without it") {
+        CHECK(b.prepare(100, 512).second == 100);
+        CHECK(b.prepare(1000, 512).second == 512 - 50); // 256 then 512: never the large block
+        CHECK(large.spare() == 1);
+        b.consume(b.size());
+        b.release_if_empty();
+        CHECK(large.spare() == 1); // freed, not pooled
+        CHECK(pool.spare() == 1);
+    }
+}
+
 TEST_CASE("a block pool keeps at most its limit of spare blocks", "[proxy][byte_buffer]") {
     sluice::proxy::block_pool pool(32, 2);
     auto a = pool.take();
