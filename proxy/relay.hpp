@@ -156,15 +156,20 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
     // leaves, so that both go in one write and one segment. Not for a body
     // that ends with the connection, where a reset met here and an end met
     // later would read as a whole body. When nothing is there, the read
-    // after the head's write waits at once (tried_read). Another error: that
-    // read ends the relay as failed (it meets the end of the stream, or the
-    // error again).
+    // after the head's write waits at once (tried_read). The end of the
+    // stream or an error there (an origin that closed after its head) ends
+    // the relay before the head leaves: head_written stays false, and the
+    // caller can still answer for it (a 502 rather than a cut response).
     bool tried_read = false;
     if (!head.empty() && !done && src_buf.empty() && framing != http::framing::until_close &&
         (stop == nullptr || !*stop)) {
         auto [p, room] = src_buf.prepare(want, relay_buffer_limit);
         boost::system::error_code ec;
         const std::size_t n = try_read_now(src, net::buffer(p, room), ec);
+        if (ec && ec != net::error::would_block) {
+            r.outcome = relay_outcome::read_failed;
+            co_return r;
+        }
         if (!ec) {
             src_buf.commit(n);
             if (n == room)

@@ -193,6 +193,33 @@ def test_origin_closing_mid_body_closes_the_client_connection(env, framing):
     assert r.status == 200 and r.header("X-Raw-Connection") == "2", r
 
 
+@pytest.mark.parametrize("framing", ["content_length", "chunked"])
+def test_origin_closing_right_after_a_head_that_promised_a_body_is_a_502(env, framing):
+    # The head and the origin's FIN come in one segment (TCP_CORK holds the
+    # head until shutdown adds the FIN to it), so the proxy finds the end of
+    # the stream behind the head before anything has gone to the client: an
+    # honest 502, not a 200 cut short.
+    def handler(conn):
+        req = conn.read_request_head()
+        if req is None:
+            return
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        if framing == "content_length":
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        else:
+            conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        conn.sock.shutdown(socket.SHUT_WR)
+        conn.wait_eof(10)
+
+    raw = RawOrigin(handler)
+    env.origins.append(raw)
+    proxy = env.proxy([raw], timeouts={"upstream_response": "10s"})
+    r = env.client(proxy, timeout=5).get("/cut", timeout=5)
+    rid = assert_proxy_error(r, 502)
+    rec = proxy.wait_access_record(rid)
+    assert rec["status"] == 502, rec
+
+
 @pytest.mark.parametrize("connection_close", [True, False], ids=["connection_close", "keep_alive"])
 def test_early_response_without_reading_the_body_reaches_the_client_at_once(env, connection_close):
     # The origin answers 413 to an 8 MiB upload as soon as it has the head,
