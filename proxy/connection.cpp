@@ -197,6 +197,26 @@ tcp::socket& socket_of(net::ssl::stream<beast::tcp_stream&>& s) {
     return s.next_layer().socket();
 }
 
+// A tunnel end's read that never waits (both sockets are non-blocking):
+// would_block when nothing has come, and the pump then waits for
+// readiness_for(end) without holding a buffer. An upstream over TLS
+// (Asio's stream, which keeps bytes of its own) is only read
+// asynchronously, with a buffer held.
+template <typename End>
+constexpr bool reads_without_waiting = !std::is_same_v<End, net::ssl::stream<beast::tcp_stream&>>;
+std::size_t tunnel_read_now(tcp::socket& s, net::mutable_buffer b, boost::system::error_code& ec) {
+    return s.receive(b, 0, ec);
+}
+std::size_t tunnel_read_now(tls_stream& s, net::mutable_buffer b, boost::system::error_code& ec) {
+    return s.read_now(b, ec);
+}
+net::socket_base::wait_type readiness_for(tcp::socket&) {
+    return net::socket_base::wait_read;
+}
+net::socket_base::wait_type readiness_for(tls_stream& s) {
+    return s.want(); // (a TLS read may need to write first)
+}
+
 // An upstream connection as a stream for relay_body and async_write: TLS
 // when the upstream has it, else the tcp_stream; both with the tcp_stream's
 // timeouts (expires_after).
@@ -1795,9 +1815,15 @@ template <typename Stream> net::awaitable<void> client_session<Stream>::tunnel()
         stream_.release_buffers_between_records();
 
     // Lifetime: `from`, `to` and `pending` belong to this session, which
-    // outlives both pumps (tunnel() returns only when running == 0).
+    // outlives both pumps (tunnel() returns only when running == 0);
+    // `blocks` is the worker's.
+    //
+    // A pump holds a receive block only while bytes flow: once its source
+    // has nothing more, the block goes back to the worker's pool and the
+    // pump waits for readiness with none (an idle tunnel, a dev server's
+    // hot-reload socket, holds no buffer in either direction).
     auto pump =
-        []<typename From, typename To>(From& from, To& to, byte_buffer& pending,
+        []<typename From, typename To>(From& from, To& to, byte_buffer& pending, block_pool& blocks,
                                        std::shared_ptr<tunnel_state> st) -> net::awaitable<void> {
         boost::system::error_code ec;
         if (!pending.empty()) {
@@ -1806,18 +1832,38 @@ template <typename Stream> net::awaitable<void> client_session<Stream>::tunnel()
             pending.consume(n);
             ec = wec;
         }
-        std::array<char, 16384> buf;
+        pending.release_if_empty();
+        std::unique_ptr<char[]> block;
         bool ended_cleanly = false; // the source's end, not an error
         while (!ec) {
-            auto [rec, n] = co_await from.async_read_some(net::buffer(buf), use_tuple);
+            if (!block)
+                block = blocks.take();
+            const auto room = net::buffer(block.get(), blocks.block_size());
+            boost::system::error_code rec;
+            std::size_t n = 0;
+            if constexpr (reads_without_waiting<From>) {
+                n = tunnel_read_now(from, room, rec);
+                if (rec == net::error::would_block) {
+                    blocks.give(std::move(block));
+                    auto [wec] =
+                        co_await socket_of(from).async_wait(readiness_for(from), use_tuple);
+                    if (!wec)
+                        continue;
+                    rec = wec; // (closed: the other pump's error or tunnel_idle)
+                }
+            } else {
+                std::tie(rec, n) = co_await from.async_read_some(room, use_tuple);
+            }
             if (rec) {
                 ended_cleanly = rec == net::error::eof;
                 break;
             }
             st->last_activity = steady_clock::now();
-            auto [wec, wn] = co_await net::async_write(to, net::buffer(buf.data(), n), use_tuple);
+            auto [wec, wn] = co_await net::async_write(to, net::buffer(block.get(), n), use_tuple);
             ec = wec;
         }
+        if (block)
+            blocks.give(std::move(block));
         // Pass the end on (a WebSocket close arrives as FIN); an error ends both.
         boost::system::error_code ignored;
         if (ec) {
@@ -1833,13 +1879,15 @@ template <typename Stream> net::awaitable<void> client_session<Stream>::tunnel()
         if (--st->running == 0)
             st->timer.cancel();
     };
+    auto& blocks = worker_.blocks();
     if (upstream_->tls) {
         auto& secure = upstream_->tls->stream;
-        net::co_spawn(worker_.io(), pump(client, secure, in_, state), net::detached);
-        net::co_spawn(worker_.io(), pump(secure, client, upstream_->buffer, state), net::detached);
+        net::co_spawn(worker_.io(), pump(client, secure, in_, blocks, state), net::detached);
+        net::co_spawn(worker_.io(), pump(secure, client, upstream_->buffer, blocks, state),
+                      net::detached);
     } else {
-        net::co_spawn(worker_.io(), pump(client, upstream, in_, state), net::detached);
-        net::co_spawn(worker_.io(), pump(upstream, client, upstream_->buffer, state),
+        net::co_spawn(worker_.io(), pump(client, upstream, in_, blocks, state), net::detached);
+        net::co_spawn(worker_.io(), pump(upstream, client, upstream_->buffer, blocks, state),
                       net::detached);
     }
 

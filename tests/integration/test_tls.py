@@ -602,28 +602,6 @@ def test_a_record_trickling_in_does_not_extend_client_idle(env, origin, certs):
         c.close()
 
 
-def assert_idle_memory_bounded(proxy, open_one, warm_up, count, bound_kib, what):
-    """Opens `warm_up` then `count` connections with open_one() and leaves
-    them idle: the proxy's anonymous RSS grows by less than bound_kib per
-    connection once they have settled (within 5 s)."""
-    if proxy.sanitizer_runtime() is not None:
-        pytest.skip("a sanitizer's runtime keeps freed memory (quarantine, shadow)")
-    for _ in range(warm_up):  # the worker's pools and the allocator warmed up
-        open_one()
-    before = proxy.proc_status_kib("RssAnon")
-    for _ in range(count):
-        open_one()
-
-    def per_connection():
-        return (proxy.proc_status_kib("RssAnon") - before) / count
-
-    try:
-        wait_until(lambda: per_connection() < bound_kib, 5)
-    except TimeoutError:
-        pass
-    assert per_connection() < bound_kib, f"{per_connection():.1f} KiB per {what}"
-
-
 def test_idle_tls_connections_give_back_their_buffers(env, origin, certs):
     # A TLS connection waiting for its next request keeps its session and
     # TLS state only: its receive block, its gather block (a response head
@@ -639,7 +617,7 @@ def test_idle_tls_connections_give_back_their_buffers(env, origin, certs):
         r = c.get("/bytes/15000", host="a.test", headers=[("X-Pad", "p" * 12000)])
         assert r.status == 200 and len(r.body) == 15000, r
 
-    assert_idle_memory_bounded(proxy, idle_client, 20, 200, 32, "idle TLS connection")
+    harness.assert_idle_memory_bounded(proxy, idle_client, 20, 200, 32, "idle TLS connection")
 
 
 def test_websocket_over_tls(proxy, env, certs):
@@ -660,9 +638,11 @@ def test_websocket_over_tls(proxy, env, certs):
 
 def test_idle_websocket_tunnels_over_tls_hold_no_record_buffers(env, origin, certs):
     # A tunnel is long-lived and mostly idle (a dev server's hot-reload
-    # socket): between its records it holds none of OpenSSL's buffers.
-    # Messages of 12 KB each way, so that buffers a tunnel kept would be
-    # resident. About 76 KiB per tunnel stay; 109 with the buffers kept.
+    # socket): between its records it holds none of OpenSSL's buffers, and
+    # neither direction holds a receive buffer while it waits (see
+    # test_websocket.py). Messages of 12 KB each way, so that buffers a
+    # tunnel kept would be resident. About 26 KiB per tunnel stay; 76 with
+    # the receive buffers kept, 109 with OpenSSL's too.
     proxy = tls_proxy(env, [origin], default_entries(certs), workers=1)
     message = b"m" * 12000
 
@@ -672,7 +652,7 @@ def test_idle_websocket_tunnels_over_tls_hold_no_record_buffers(env, origin, cer
         ws.send_binary(message)
         assert ws.recv_message() == (WS_BINARY, message)
 
-    assert_idle_memory_bounded(proxy, idle_tunnel, 10, 100, 92, "idle TLS tunnel")
+    harness.assert_idle_memory_bounded(proxy, idle_tunnel, 10, 100, 36, "idle TLS tunnel")
 
 
 def test_a_websocket_tunnel_that_ends_cleanly_ends_with_close_notify(proxy, certs):

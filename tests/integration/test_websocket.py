@@ -160,6 +160,27 @@ def test_client_closing_tcp_closes_the_upstream_side(env):
     assert conn.eof, "the origin's connection ended without seeing the proxy close it"
 
 
+def test_idle_tunnels_hold_no_buffers(env, origin):
+    # A tunnel is long-lived and mostly idle (a dev server's hot-reload
+    # socket): while nothing flows, neither direction holds a receive
+    # buffer (each takes one from the worker's pool when bytes come and
+    # gives it back when they have gone). Messages of 12 KB each way, so
+    # that buffers a tunnel kept would be resident. About 12 KiB per tunnel
+    # stay (session, sockets, two waiting pumps); 51 when each direction
+    # held a 16 KiB buffer while it waited, and the session the two blocks
+    # its head and the 101 had come in.
+    proxy = env.proxy([origin], workers=1)
+    message = b"m" * 12000
+
+    def idle_tunnel():
+        _, ws, r = open_ws(env, proxy)
+        assert r.status == 101, r
+        ws.send_binary(message)
+        assert ws.recv_message() == (WS_BINARY, message)
+
+    harness.assert_idle_memory_bounded(proxy, idle_tunnel, 10, 100, 20, "idle tunnel")
+
+
 def test_tunnel_idle_timeout_closes_an_idle_tunnel(env, origin):
     proxy = env.proxy([origin], timeouts={"tunnel_idle": "500ms"})
     c, ws, r = open_ws(env, proxy)

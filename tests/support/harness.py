@@ -114,6 +114,30 @@ def wait_until(predicate, timeout, interval=0.02, message=None):
         time.sleep(interval)
 
 
+def assert_idle_memory_bounded(proxy, open_one, warm_up, count, bound_kib, what):
+    """Opens `warm_up` then `count` connections with open_one() and leaves
+    them idle: the proxy's anonymous RSS grows by less than bound_kib per
+    connection once they have settled (within 5 s)."""
+    if proxy.sanitizer_runtime() is not None:
+        import pytest  # (only the tests import this module)
+
+        pytest.skip("a sanitizer's runtime keeps freed memory (quarantine, shadow)")
+    for _ in range(warm_up):  # the worker's pools and the allocator warmed up
+        open_one()
+    before = proxy.proc_status_kib("RssAnon")
+    for _ in range(count):
+        open_one()
+
+    def per_connection():
+        return (proxy.proc_status_kib("RssAnon") - before) / count
+
+    try:
+        wait_until(lambda: per_connection() < bound_kib, 5)
+    except TimeoutError:
+        pass
+    assert per_connection() < bound_kib, f"{per_connection():.1f} KiB per {what}"
+
+
 def port_accepts(port, host=LOOPBACK, timeout=0.5):
     try:
         with socket.create_connection((host, port), timeout=timeout):
