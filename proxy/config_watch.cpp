@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
 #include <sys/inotify.h>
 #include <unistd.h>
@@ -30,29 +32,47 @@ std::string read_all(const std::string& path) {
 } // namespace
 
 struct config_watch::impl : std::enable_shared_from_this<impl> {
-    impl(net::io_context& io, std::string p, std::function<void()> cb)
-        : path(std::move(p)), on_change(std::move(cb)), descriptor(io), settle(io) {}
+    impl(net::io_context& io, std::function<void()> cb)
+        : on_change(std::move(cb)), descriptor(io), settle(io) {}
 
-    void start() {
+    void start(const std::vector<std::string>& paths) {
         const int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
         if (fd < 0) {
             log::error("config watch failed", {{"error", std::strerror(errno)}});
             return;
         }
-        const auto slash = path.rfind('/');
-        const std::string dir =
-            slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-        if (::inotify_add_watch(fd, dir.c_str(),
-                                IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB) <
-            0) {
-            log::error("config watch failed", {{"dir", dir}, {"error", std::strerror(errno)}});
-            ::close(fd);
-            return;
-        }
         descriptor.assign(fd);
-        last_content = read_all(path);
-        log::info("watching config", {{"path", path}});
+        watch(paths);
         wait();
+    }
+
+    void watch(const std::vector<std::string>& paths) {
+        if (!descriptor.is_open())
+            return;
+        std::map<std::string, std::string> next;
+        for (const auto& path : paths) {
+            if (next.contains(path))
+                continue;
+            const auto slash = path.rfind('/');
+            const std::string dir =
+                slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+            if (!dirs.contains(dir)) {
+                if (::inotify_add_watch(descriptor.native_handle(), dir.c_str(),
+                                        IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE |
+                                            IN_ATTRIB) < 0) {
+                    log::error("config watch failed",
+                               {{"dir", dir}, {"error", std::strerror(errno)}});
+                    continue;
+                }
+                dirs.insert(dir);
+                log::info("watching config", {{"dir", dir}});
+            }
+            const auto seen = files.find(path);
+            next.emplace(path, seen != files.end() ? seen->second : read_all(path));
+        }
+        // (A directory no longer needed stays watched: its events then
+        // find no change, and a reload's configuration rarely moves.)
+        files = std::move(next);
     }
 
     void wait() {
@@ -77,13 +97,19 @@ struct config_watch::impl : std::enable_shared_from_this<impl> {
         settle.async_wait([self = shared_from_this()](boost::system::error_code ec) {
             if (ec)
                 return;
-            auto content = read_all(self->path);
             // Only a real change reloads (an editor's touch does not); an
-            // unreadable or half-written file is tried again on the next event.
-            if (content.empty() || content == self->last_content)
-                return;
-            self->last_content = std::move(content);
-            self->on_change();
+            // unreadable or half-written file is tried again on the next
+            // event.
+            bool changed = false;
+            for (auto& [path, last] : self->files) {
+                auto content = read_all(path);
+                if (content.empty() || content == last)
+                    continue;
+                last = std::move(content);
+                changed = true;
+            }
+            if (changed)
+                self->on_change();
         });
     }
 
@@ -93,20 +119,25 @@ struct config_watch::impl : std::enable_shared_from_this<impl> {
         descriptor.close(ignored);
     }
 
-    std::string path;
     std::function<void()> on_change;
     net::posix::stream_descriptor descriptor;
     net::steady_timer settle;
-    std::string last_content;
+    std::set<std::string> dirs;               // watched
+    std::map<std::string, std::string> files; // path -> content last seen
 };
 
-config_watch::config_watch(net::io_context& io, std::string path, std::function<void()> on_change)
-    : impl_(std::make_shared<impl>(io, std::move(path), std::move(on_change))) {
-    impl_->start();
+config_watch::config_watch(net::io_context& io, std::vector<std::string> paths,
+                           std::function<void()> on_change)
+    : impl_(std::make_shared<impl>(io, std::move(on_change))) {
+    impl_->start(paths);
 }
 
 config_watch::~config_watch() {
     impl_->stop();
+}
+
+void config_watch::watch(const std::vector<std::string>& paths) {
+    impl_->watch(paths);
 }
 
 } // namespace sluice::proxy

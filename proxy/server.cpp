@@ -32,6 +32,22 @@ using tcp = net::ip::tcp;
 
 namespace {
 
+// What config.watch watches: the file, and the files it names (read again
+// at every reload).
+std::vector<std::string> watched_files(const config::config& cfg) {
+    std::vector<std::string> files{cfg.path};
+    for (const auto& l : cfg.listeners)
+        if (l.tls)
+            for (const auto& c : l.tls->certificates) {
+                files.push_back(c.cert_file);
+                files.push_back(c.key_file);
+            }
+    for (const auto& u : cfg.upstreams)
+        if (u.tls && !u.tls->ca_file.empty())
+            files.push_back(u.tls->ca_file);
+    return files;
+}
+
 constexpr int listen_backlog = 4096;
 constexpr auto drain_poll = std::chrono::milliseconds(20);
 
@@ -158,11 +174,14 @@ class server_impl final : public control_plane {
     void arm_resolve_timer();
     // Rotates the process's session-ticket keys every ticket_keys::rotate_every.
     void arm_ticket_rotation();
-    // Starts or stops watching the file as config.watch says.
+    // Starts or stops watching the files as config.watch says, and follows
+    // the files the current configuration names.
     void update_watch() {
         if (current_->cfg.watch && !watch_ && !draining_)
-            watch_ = std::make_unique<config_watch>(io_, current_->cfg.path,
+            watch_ = std::make_unique<config_watch>(io_, watched_files(current_->cfg),
                                                     [this] { reload("watch"); });
+        else if (current_->cfg.watch && watch_)
+            watch_->watch(watched_files(current_->cfg));
         else if (!current_->cfg.watch)
             watch_.reset();
     }

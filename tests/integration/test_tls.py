@@ -751,6 +751,52 @@ def test_reload_with_mismatched_key_fails_and_old_certificate_serves(env, origin
     assert served_leaf(certs, connect(env, proxy, ctx(certs), sni="a.test")) == "a"
 
 
+def test_watch_reloads_when_a_certificate_file_is_replaced(env, origin, certs):
+    # config.watch follows the files the configuration names as well as the
+    # file itself: a renewed certificate and key, written by a deploy (a
+    # certificate manager's hook, a Kubernetes Secret), are served without a
+    # signal; a broken one leaves the running certificate in force.
+    entries = [copy_leaf(certs.b, env.tmp, "live-b"), copy_leaf(certs.a, env.tmp, "live-a")]
+    proxy = tls_proxy(env, [origin], entries, config={"watch": True})
+    assert served_leaf(certs, connect(env, proxy, ctx(certs), sni="a.test")) == "a"
+
+    replace_file(certs.a2.key_file, entries[1]["key_file"])
+    replace_file(certs.a2.cert_file, entries[1]["cert_file"])
+
+    def served():
+        return served_leaf(certs, connect(env, proxy, ctx(certs), sni="x.wild.test"))
+
+    wait_until(lambda: served() == "a2", 5, message="the renewed certificate to be served")
+    assert harness.admin_status(proxy)["last_reload"]["ok"] is True
+
+    with open(entries[1]["cert_file"], "w") as f:  # written in place, and broken
+        f.write("-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n")
+    wait_until(lambda: harness.admin_status(proxy)["last_reload"]["ok"] is False, 5,
+               message="the failed reload to be recorded")
+    assert entries[1]["cert_file"] in harness.admin_status(proxy)["last_reload"]["error"]
+    assert served() == "a2"
+
+
+def test_watch_follows_the_certificate_files_a_reload_names(env, origin, certs, tmp_path):
+    # A reload that moves a certificate to another directory: the watch
+    # follows the new files from then on.
+    entries = [copy_leaf(certs.b, env.tmp, "live-b"), copy_leaf(certs.a, env.tmp, "live-a")]
+    proxy = tls_proxy(env, [origin], entries, config={"watch": True})
+    elsewhere = tmp_path / "renewed"
+    elsewhere.mkdir()
+    moved = copy_leaf(certs.a, str(elsewhere), "a")
+    proxy.config["listeners"][0]["tls"]["certificates"][1] = moved
+    with open(proxy.config_path + ".new", "w") as f:
+        f.write(harness.to_yaml(proxy.config) + "\n")
+    os.replace(proxy.config_path + ".new", proxy.config_path)
+    wait_until(lambda: generation(proxy) == 2, 5, message="the edited file to be reloaded")
+
+    replace_file(certs.a2.key_file, moved["key_file"])
+    replace_file(certs.a2.cert_file, moved["cert_file"])
+    wait_until(lambda: served_leaf(certs, connect(env, proxy, ctx(certs), sni="x.wild.test")) == "a2", 5,
+               message="the certificate in the new directory to be served")
+
+
 def test_reload_certificate_error_names_file_line_and_column(env, origin, certs):
     """SPEC 7/8: a failed reload's error is `file:line:col: ...`."""
     proxy, entries = tls_reload_proxy(env, origin, certs)
