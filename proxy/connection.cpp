@@ -205,7 +205,11 @@ tcp::socket& socket_of(net::ssl::stream<beast::tcp_stream&>& s) {
 template <typename End>
 constexpr bool reads_without_waiting = !std::is_same_v<End, net::ssl::stream<beast::tcp_stream&>>;
 std::size_t tunnel_read_now(tcp::socket& s, net::mutable_buffer b, boost::system::error_code& ec) {
-    return s.receive(b, 0, ec);
+    // (Both ends are already: plain_stream, upstream_connect. Asio's
+    // receive on a socket that is not would wait for data.)
+    if (!s.non_blocking())
+        s.non_blocking(true, ec);
+    return ec ? 0 : s.receive(b, 0, ec);
 }
 std::size_t tunnel_read_now(tls_stream& s, net::mutable_buffer b, boost::system::error_code& ec) {
     return s.read_now(b, ec);
@@ -1821,7 +1825,9 @@ template <typename Stream> net::awaitable<void> client_session<Stream>::tunnel()
     // A pump holds a receive block only while bytes flow: once its source
     // has nothing more, the block goes back to the worker's pool and the
     // pump waits for readiness with none (an idle tunnel, a dev server's
-    // hot-reload socket, holds no buffer in either direction).
+    // hot-reload socket, holds no buffer; but for a pump reading an
+    // upstream over TLS, which waits in a read with its block). On a plain
+    // socket each wait costs an epoll_ctl (Asio re-arms a readiness wait).
     auto pump =
         []<typename From, typename To>(From& from, To& to, byte_buffer& pending, block_pool& blocks,
                                        std::shared_ptr<tunnel_state> st) -> net::awaitable<void> {

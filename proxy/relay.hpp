@@ -158,8 +158,9 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
     // later would read as a whole body. When nothing is there, the read
     // after the head's write waits at once (tried_read). The end of the
     // stream or an error there (an origin that closed after its head) ends
-    // the relay before the head leaves: head_written stays false, and the
-    // caller can still answer for it (a 502 rather than a cut response).
+    // the relay before the head leaves: head_written stays false, so that
+    // a response's caller can still answer for it (a 502 rather than a cut
+    // response); a request's ends there.
     bool tried_read = false;
     if (!head.empty() && !done && src_buf.empty() && framing != http::framing::until_close &&
         (stop == nullptr || !*stop)) {
