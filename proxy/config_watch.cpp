@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -22,12 +23,53 @@ namespace {
 // Editors and ConfigMap updates touch the directory several times in a row;
 // one reload after they have settled.
 constexpr auto settle_time = std::chrono::milliseconds(200);
+// Symbolic links followed from a watched path (certbot's live/ links into
+// archive/ are one).
+constexpr int max_link_hops = 8;
 
-std::string read_all(const std::string& path) {
+// A digest of the file's content (0: missing, unreadable or empty, which
+// is never taken for a change: the next event tries again). Only digests
+// are kept: private keys stay on disk.
+std::size_t digest_of(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     std::ostringstream out;
     out << in.rdbuf();
-    return in ? out.str() : std::string();
+    if (!in)
+        return 0;
+    const auto text = out.str();
+    return text.empty() ? 0 : std::hash<std::string>{}(text) | 1;
+}
+
+std::string dir_of(const std::string& path) {
+    const auto slash = path.rfind('/');
+    return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+}
+
+// Where a change to `path` can happen: its directory and, for each
+// symbolic link on the way to the file, the directory of what it points
+// to (a link replaced in another directory changes what `path` reads).
+std::vector<std::string> watch_points(const std::string& path) {
+    std::vector<std::string> points;
+    std::string at = path;
+    for (int hop = 0; hop <= max_link_hops; ++hop) {
+        points.push_back(dir_of(at));
+        std::array<char, 4096> target;
+        const auto n = ::readlink(at.c_str(), target.data(), target.size() - 1);
+        if (n <= 0)
+            break;
+        std::string next(target.data(), static_cast<std::size_t>(n));
+        at = next.front() == '/' ? next : dir_of(at) + "/" + next;
+    }
+    return points;
+}
+
+std::string real_path(const std::string& dir) {
+    char* p = ::realpath(dir.c_str(), nullptr);
+    if (p == nullptr)
+        return {};
+    std::string out(p);
+    std::free(p);
+    return out;
 }
 } // namespace
 
@@ -49,36 +91,51 @@ struct config_watch::impl : std::enable_shared_from_this<impl> {
     void watch(const std::vector<std::string>& paths) {
         if (!descriptor.is_open())
             return;
-        std::map<std::string, std::string> next;
+        std::map<std::string, std::size_t> next;
         for (const auto& path : paths) {
             if (next.contains(path))
                 continue;
-            const auto slash = path.rfind('/');
-            const std::string dir =
-                slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-            if (!dirs.contains(dir)) {
-                if (::inotify_add_watch(descriptor.native_handle(), dir.c_str(),
+            const auto seen = files.find(path);
+            next.emplace(path, seen != files.end() ? seen->second : digest_of(path));
+        }
+        files = std::move(next);
+        follow();
+    }
+
+    // Watches every directory a change of the files can happen in; again
+    // where a directory was replaced or removed (its watch went with it),
+    // or a link now points elsewhere. (Directories no longer needed stay
+    // watched: their events find no change.)
+    void follow() {
+        for (const auto& [path, digest] : files)
+            for (const auto& dir : watch_points(path)) {
+                auto real = real_path(dir);
+                const auto it = dirs.find(dir);
+                if (it != dirs.end() && it->second == real)
+                    continue;
+                const int wd =
+                    ::inotify_add_watch(descriptor.native_handle(), dir.c_str(),
                                         IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE |
-                                            IN_ATTRIB) < 0) {
-                    log::error("config watch failed",
-                               {{"dir", dir}, {"error", std::strerror(errno)}});
+                                            IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF);
+                if (wd < 0) {
+                    // (A directory not there yet: tried again at the next event.)
+                    if (it == dirs.end())
+                        log::error("config watch failed",
+                                   {{"dir", dir}, {"error", std::strerror(errno)}});
+                    dirs[dir] = {};
                     continue;
                 }
-                dirs.insert(dir);
-                log::info("watching config", {{"dir", dir}});
+                dirs[dir] = std::move(real);
+                // (Two names of one directory share its watch.)
+                if (by_descriptor.insert(wd).second)
+                    log::info("watching config", {{"dir", dir}});
             }
-            const auto seen = files.find(path);
-            next.emplace(path, seen != files.end() ? seen->second : read_all(path));
-        }
-        // (A directory no longer needed stays watched: its events then
-        // find no change, and a reload's configuration rarely moves.)
-        files = std::move(next);
     }
 
     void wait() {
         descriptor.async_wait(net::posix::stream_descriptor::wait_read,
                               [self = shared_from_this()](boost::system::error_code ec) {
-                                  if (ec)
+                                  if (ec || self->stopped)
                                       return;
                                   self->drain_events();
                                   self->arm_settle();
@@ -87,25 +144,40 @@ struct config_watch::impl : std::enable_shared_from_this<impl> {
     }
 
     void drain_events() {
-        std::array<char, 4096> buf;
-        while (::read(descriptor.native_handle(), buf.data(), buf.size()) > 0) {
+        alignas(inotify_event) std::array<char, 4096> buf;
+        for (;;) {
+            const auto n = ::read(descriptor.native_handle(), buf.data(), buf.size());
+            if (n <= 0)
+                return;
+            for (std::size_t at = 0; at + sizeof(inotify_event) <= static_cast<std::size_t>(n);) {
+                inotify_event ev;
+                std::memcpy(&ev, buf.data() + at, sizeof ev);
+                if ((ev.mask & IN_IGNORED) != 0) {
+                    // A directory went (removed, or replaced by a rename),
+                    // and its watch with it: the settle's follow() watches
+                    // every directory again (those still watched keep their
+                    // watch: inotify gives the same one back).
+                    by_descriptor.erase(ev.wd);
+                    dirs.clear();
+                }
+                at += sizeof(inotify_event) + ev.len;
+            }
         }
     }
 
     void arm_settle() {
         settle.expires_after(settle_time);
         settle.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-            if (ec)
+            if (ec || self->stopped)
                 return;
-            // Only a real change reloads (an editor's touch does not); an
-            // unreadable or half-written file is tried again on the next
-            // event.
+            self->follow();
+            // Only a real change reloads (an editor's touch does not).
             bool changed = false;
             for (auto& [path, last] : self->files) {
-                auto content = read_all(path);
-                if (content.empty() || content == last)
+                const auto digest = digest_of(path);
+                if (digest == 0 || digest == last)
                     continue;
-                last = std::move(content);
+                last = digest;
                 changed = true;
             }
             if (changed)
@@ -114,6 +186,7 @@ struct config_watch::impl : std::enable_shared_from_this<impl> {
     }
 
     void stop() {
+        stopped = true;
         boost::system::error_code ignored;
         settle.cancel();
         descriptor.close(ignored);
@@ -122,8 +195,10 @@ struct config_watch::impl : std::enable_shared_from_this<impl> {
     std::function<void()> on_change;
     net::posix::stream_descriptor descriptor;
     net::steady_timer settle;
-    std::set<std::string> dirs;               // watched
-    std::map<std::string, std::string> files; // path -> content last seen
+    bool stopped = false;
+    std::map<std::string, std::string> dirs;  // watched -> its real path then ("" if not watched)
+    std::set<int> by_descriptor;              // inotify watches
+    std::map<std::string, std::size_t> files; // path -> digest last seen
 };
 
 config_watch::config_watch(net::io_context& io, std::vector<std::string> paths,

@@ -373,6 +373,16 @@ reload_result server_impl::reload(const char* trigger) {
         return fail(std::move(text));
     }
     auto& cfg = std::get<config::config>(loaded);
+    // A configuration may name a file not there yet (a certificate its
+    // deploy writes after it) and fail below: until a reload succeeds the
+    // watch follows the files it names as well as the running ones', so
+    // that file's arrival reloads again.
+    if (watch_) {
+        auto files = watched_files(current_->cfg);
+        auto named = watched_files(cfg);
+        files.insert(files.end(), named.begin(), named.end());
+        watch_->watch(files);
+    }
     if (!(cfg.admin.address == current_->cfg.admin.address))
         return fail(config::to_string(
             config::error_at(cfg, "admin.bind", "changing the admin bind needs a restart")));
@@ -541,7 +551,7 @@ void server_impl::apply_resolution(std::map<std::string, resolve_result> results
     // Same configuration, new addresses: servers that stay keep their state,
     // new ones join, gone ones get no new requests.
     auto cfg = current_->cfg;
-    install(build_snapshot(std::move(cfg), current_->generation, registry_, dns_));
+    install(build_snapshot(std::move(cfg), current_->generation, registry_, dns_, current_.get()));
 }
 
 status_facts server_impl::facts() const {

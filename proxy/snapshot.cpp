@@ -60,7 +60,8 @@ const upstream_entry* snapshot::find_upstream(std::string_view name) const {
 }
 
 std::shared_ptr<const snapshot> build_snapshot(config::config cfg, std::uint64_t generation,
-                                               server_registry& registry, const address_book& dns) {
+                                               server_registry& registry, const address_book& dns,
+                                               const snapshot* same_files) {
     auto snap = std::make_shared<snapshot>();
     snap->cfg = std::move(cfg);
     snap->generation = generation;
@@ -73,7 +74,9 @@ std::shared_ptr<const snapshot> build_snapshot(config::config cfg, std::uint64_t
         e.cfg = &u;
         e.connect_timeout = u.timeouts.connect.value_or(snap->cfg.timeouts.upstream_connect);
         e.response_timeout = u.timeouts.response.value_or(snap->cfg.timeouts.upstream_response);
-        if (u.tls) {
+        if (u.tls && same_files != nullptr) {
+            e.tls = same_files->upstreams.at(snap->upstreams.size()).tls;
+        } else if (u.tls) {
             try {
                 e.tls = std::make_shared<tls::client_context>(*u.tls);
             } catch (const std::exception& ex) {
@@ -114,7 +117,9 @@ std::shared_ptr<const snapshot> build_snapshot(config::config cfg, std::uint64_t
         if (listener_names().size() <= e.metrics_id)
             listener_names().resize(e.metrics_id + 1);
         listener_names()[e.metrics_id] = l.name;
-        if (l.tls) {
+        if (l.tls && same_files != nullptr) {
+            e.tls = same_files->listeners.at(snap->listeners.size()).tls;
+        } else if (l.tls) {
             try {
                 e.tls = std::make_shared<tls::server_contexts>(*l.tls);
             } catch (const std::exception& ex) {

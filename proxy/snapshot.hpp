@@ -84,8 +84,14 @@ using address_book = std::map<std::string, std::vector<std::string>>;
 // `dns`; a name not in `dns` gives no server until it resolves) and takes
 // each server's shared state from `registry`, and loads the listeners'
 // certificates (snapshot_error naming the key and file when one fails). Runs on the control thread.
+// `same_files`: a snapshot of this very configuration (a re-resolution
+// builds one with new addresses), whose TLS contexts are taken instead of
+// reading the certificate, key and CA files again: those are read at a
+// reload only, which can fail and keep what runs (a file broken on disk
+// since must not stop the new addresses, nor end the process).
 std::shared_ptr<const snapshot> build_snapshot(config::config cfg, std::uint64_t generation,
-                                               server_registry& registry, const address_book& dns);
+                                               server_registry& registry, const address_book& dns,
+                                               const snapshot* same_files = nullptr);
 
 // Without active checks a server is healthy (SPEC 2), also when a reload
 // removed its checks: clears the active-check verdicts of the servers of

@@ -5,12 +5,14 @@ keep the last good set. The names are answered by tests/support/dnsd.py on
 127.0.0.1 (never the machine's resolver); the origins listen on the same
 port of 127.0.0.1, 127.0.0.2 and 127.0.0.3."""
 
+import shutil
 import socket
 import time
 
 import pytest
 
 import harness
+import tlscerts
 from dnsd import QTYPE_A, DnsServer
 from harness import assert_proxy_error, status_servers, wait_until
 
@@ -29,7 +31,7 @@ def _port_free_on_all(port):
 
 
 class DnsSetup:
-    def __init__(self, env, answer):
+    def __init__(self, env, answer, tls=None):
         try:
             with socket.socket() as s:
                 s.bind(("127.0.0.2", 0))
@@ -52,7 +54,11 @@ class DnsSetup:
         up = {"name": "backend", "servers": [{"address": self.server_name}], "resolve_interval": "300ms"}
         # One worker: tests count where requests on new connections land,
         # and each worker balances on its own.
-        self.proxy = env.proxy(upstreams=[up], resolver=self.dns.address, workers=1)
+        cfg = env.config([{"match": {"path_prefix": "/"}, "upstream": "backend"}], [up],
+                         resolver=self.dns.address, workers=1)
+        if tls is not None:
+            cfg["listeners"][0]["tls"] = tls
+        self.proxy = env.sluice(cfg)
 
     def addr(self, ip):
         return f"{ip}:{self.port}"
@@ -165,3 +171,27 @@ def test_unresolvable_name_at_start_then_resolves(env):
     wait_until(flows, 3.0, message="traffic once the name resolves")
     d.wait_status(IPS[:2])
     assert sorted(set(harness.origins_answering(env.client(d.proxy), 4))) == ["o1", "o2"]
+
+
+def test_a_changed_answer_reads_no_certificate_file_again(env, tmp_path):
+    # Re-resolution installs the running configuration with new addresses:
+    # it keeps the running TLS contexts and reads no file (files are read at
+    # a reload, which can fail and keep what runs). With a certificate
+    # broken on disk since (a renewal half done), a changed answer ended
+    # the process.
+    factory = tlscerts.CertFactory(str(tmp_path))
+    leaf = factory.leaf("d", "d.test", ["d.test"], kind="ec")
+    cert, key = str(tmp_path / "live.crt"), str(tmp_path / "live.key")
+    shutil.copyfile(leaf.cert_file, cert)
+    shutil.copyfile(leaf.key_file, key)
+    d = DnsSetup(env, IPS[:1], tls={"certificates": [{"cert_file": cert, "key_file": key}]})
+    with open(cert, "w") as f:
+        f.write("-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n")
+    d.set(IPS[:2])
+    d.wait_status(IPS[:2])
+    assert d.proxy.running()
+    c = harness.TlsHttpClient(d.proxy.port, tlscerts.client_context(factory.ca_file), server_hostname="d.test")
+    env.clients.append(c)
+    assert c.peer_der() == leaf.leaf_der
+    seen = set(harness.origins_answering(c, 4))
+    assert seen == {"o1", "o2"}, seen

@@ -797,6 +797,57 @@ def test_watch_follows_the_certificate_files_a_reload_names(env, origin, certs, 
                message="the certificate in the new directory to be served")
 
 
+def test_watch_reloads_when_a_certificate_named_before_it_was_written_arrives(env, origin, certs, tmp_path):
+    # The configuration names a certificate its deploy writes afterwards
+    # (a ConfigMap updated before its Secret): that reload fails, and the
+    # files' arrival reloads again.
+    entries = [copy_leaf(certs.b, env.tmp, "live-b")]
+    proxy = tls_proxy(env, [origin], entries, config={"watch": True})
+    later = {"cert_file": str(tmp_path / "a.crt"), "key_file": str(tmp_path / "a.key")}
+    proxy.config["listeners"][0]["tls"]["certificates"].append(later)
+    with open(proxy.config_path + ".new", "w") as f:
+        f.write(harness.to_yaml(proxy.config) + "\n")
+    os.replace(proxy.config_path + ".new", proxy.config_path)
+    wait_until(lambda: harness.admin_status(proxy)["last_reload"]["ok"] is False, 5,
+               message="the reload naming a missing file to fail")
+    replace_file(certs.a.key_file, later["key_file"])
+    replace_file(certs.a.cert_file, later["cert_file"])
+    wait_until(lambda: generation(proxy) == 2, 5, message="the files' arrival to reload")
+    assert served_leaf(certs, connect(env, proxy, ctx(certs), sni="a.test")) == "a"
+
+
+def test_watch_follows_a_certificate_through_symbolic_links(env, origin, certs, tmp_path):
+    # certbot's layout: live/site/ holds links into archive/site/, and a
+    # renewal writes new files there and replaces the links; the
+    # configuration names links of its own (tls/) to live/site/, in a
+    # directory where nothing changes.
+    live, archive = tmp_path / "live" / "site", tmp_path / "archive" / "site"
+    live.mkdir(parents=True)
+    archive.mkdir(parents=True)
+    for name, leaf in (("1", certs.a), ("2", certs.a2)):
+        shutil.copyfile(leaf.cert_file, archive / f"fullchain{name}.pem")
+        shutil.copyfile(leaf.key_file, archive / f"privkey{name}.pem")
+
+    def link(name, version):
+        tmp = live / f"{name}.tmp"
+        os.symlink(f"../../archive/site/{name}{version}.pem", tmp)
+        os.replace(tmp, live / f"{name}.pem")
+
+    link("fullchain", 1)
+    link("privkey", 1)
+    mine = tmp_path / "tls"
+    mine.mkdir()
+    os.symlink(live / "fullchain.pem", mine / "site.crt")
+    os.symlink(live / "privkey.pem", mine / "site.key")
+    entry = {"cert_file": str(mine / "site.crt"), "key_file": str(mine / "site.key")}
+    proxy = tls_proxy(env, [origin], [copy_leaf(certs.b, env.tmp, "live-b"), entry], config={"watch": True})
+    assert served_leaf(certs, connect(env, proxy, ctx(certs), sni="a.test")) == "a"
+    link("privkey", 2)
+    link("fullchain", 2)
+    wait_until(lambda: served_leaf(certs, connect(env, proxy, ctx(certs), sni="x.wild.test")) == "a2", 5,
+               message="the renewed certificate behind the links to be served")
+
+
 def test_reload_certificate_error_names_file_line_and_column(env, origin, certs):
     """SPEC 7/8: a failed reload's error is `file:line:col: ...`."""
     proxy, entries = tls_reload_proxy(env, origin, certs)
