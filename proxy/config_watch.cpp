@@ -7,14 +7,15 @@
 
 #include <array>
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <utility>
 
 namespace sluice::proxy {
 namespace net = boost::asio;
@@ -45,14 +46,28 @@ std::string dir_of(const std::string& path) {
     return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
 }
 
-// Where a change to `path` can happen: its directory and, for each
-// symbolic link on the way to the file, the directory of what it points
-// to (a link replaced in another directory changes what `path` reads).
+// Which directory, by device and inode ({0, 0}: none there).
+using identity = std::pair<dev_t, ino_t>;
+identity identity_of(const std::string& dir) {
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0)
+        return {0, 0};
+    return {st.st_dev, st.st_ino};
+}
+
+// Where a change to `path` can happen: its directory (or, while that does
+// not exist, the nearest one above it that does, where it will be
+// created) and, for each symbolic link on the way to the file, the
+// directory of what it points to (a link replaced in another directory
+// changes what `path` reads).
 std::vector<std::string> watch_points(const std::string& path) {
     std::vector<std::string> points;
     std::string at = path;
     for (int hop = 0; hop <= max_link_hops; ++hop) {
-        points.push_back(dir_of(at));
+        auto dir = dir_of(at);
+        while (identity_of(dir) == identity{0, 0} && dir != "/" && dir != ".")
+            dir = dir_of(dir);
+        points.push_back(dir);
         std::array<char, 4096> target;
         const auto n = ::readlink(at.c_str(), target.data(), target.size() - 1);
         if (n <= 0)
@@ -63,14 +78,6 @@ std::vector<std::string> watch_points(const std::string& path) {
     return points;
 }
 
-std::string real_path(const std::string& dir) {
-    char* p = ::realpath(dir.c_str(), nullptr);
-    if (p == nullptr)
-        return {};
-    std::string out(p);
-    std::free(p);
-    return out;
-}
 } // namespace
 
 struct config_watch::impl : std::enable_shared_from_this<impl> {
@@ -103,29 +110,29 @@ struct config_watch::impl : std::enable_shared_from_this<impl> {
     }
 
     // Watches every directory a change of the files can happen in; again
-    // where a directory was replaced or removed (its watch went with it),
-    // or a link now points elsewhere. (Directories no longer needed stay
+    // where the name now leads to another directory (one replaced, removed
+    // and made again, or a link that points elsewhere: the watch stays with
+    // the directory it was set on). (Directories no longer needed stay
     // watched: their events find no change.)
     void follow() {
         for (const auto& [path, digest] : files)
             for (const auto& dir : watch_points(path)) {
-                auto real = real_path(dir);
+                const auto now = identity_of(dir);
                 const auto it = dirs.find(dir);
-                if (it != dirs.end() && it->second == real)
+                if (it != dirs.end() && it->second == now)
                     continue;
                 const int wd =
                     ::inotify_add_watch(descriptor.native_handle(), dir.c_str(),
                                         IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE |
                                             IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF);
                 if (wd < 0) {
-                    // (A directory not there yet: tried again at the next event.)
-                    if (it == dirs.end())
-                        log::error("config watch failed",
-                                   {{"dir", dir}, {"error", std::strerror(errno)}});
-                    dirs[dir] = {};
+                    // (Tried again once the name leads to another directory.)
+                    log::error("config watch failed",
+                               {{"dir", dir}, {"error", std::strerror(errno)}});
+                    dirs[dir] = now;
                     continue;
                 }
-                dirs[dir] = std::move(real);
+                dirs[dir] = now;
                 // (Two names of one directory share its watch.)
                 if (by_descriptor.insert(wd).second)
                     log::info("watching config", {{"dir", dir}});
@@ -152,14 +159,13 @@ struct config_watch::impl : std::enable_shared_from_this<impl> {
             for (std::size_t at = 0; at + sizeof(inotify_event) <= static_cast<std::size_t>(n);) {
                 inotify_event ev;
                 std::memcpy(&ev, buf.data() + at, sizeof ev);
-                if ((ev.mask & IN_IGNORED) != 0) {
-                    // A directory went (removed, or replaced by a rename),
-                    // and its watch with it: the settle's follow() watches
-                    // every directory again (those still watched keep their
-                    // watch: inotify gives the same one back).
+                // A watch ends with its directory (then follow() sees the
+                // name lead elsewhere, or nowhere); an overflow may have
+                // lost such news: every directory is looked at again.
+                if ((ev.mask & IN_IGNORED) != 0)
                     by_descriptor.erase(ev.wd);
+                if ((ev.mask & IN_Q_OVERFLOW) != 0)
                     dirs.clear();
-                }
                 at += sizeof(inotify_event) + ev.len;
             }
         }
@@ -196,7 +202,7 @@ struct config_watch::impl : std::enable_shared_from_this<impl> {
     net::posix::stream_descriptor descriptor;
     net::steady_timer settle;
     bool stopped = false;
-    std::map<std::string, std::string> dirs;  // watched -> its real path then ("" if not watched)
+    std::map<std::string, identity> dirs;     // watched name -> the directory it led to
     std::set<int> by_descriptor;              // inotify watches
     std::map<std::string, std::size_t> files; // path -> digest last seen
 };

@@ -798,18 +798,20 @@ def test_watch_follows_the_certificate_files_a_reload_names(env, origin, certs, 
 
 
 def test_watch_reloads_when_a_certificate_named_before_it_was_written_arrives(env, origin, certs, tmp_path):
-    # The configuration names a certificate its deploy writes afterwards
-    # (a ConfigMap updated before its Secret): that reload fails, and the
-    # files' arrival reloads again.
+    # The configuration names a certificate its deploy writes afterwards,
+    # in a directory not made yet (certbot's live/NEW/ for a new name): that
+    # reload fails, and the files' arrival reloads again.
     entries = [copy_leaf(certs.b, env.tmp, "live-b")]
     proxy = tls_proxy(env, [origin], entries, config={"watch": True})
-    later = {"cert_file": str(tmp_path / "a.crt"), "key_file": str(tmp_path / "a.key")}
+    new_dir = tmp_path / "live" / "new.example"
+    later = {"cert_file": str(new_dir / "a.crt"), "key_file": str(new_dir / "a.key")}
     proxy.config["listeners"][0]["tls"]["certificates"].append(later)
     with open(proxy.config_path + ".new", "w") as f:
         f.write(harness.to_yaml(proxy.config) + "\n")
     os.replace(proxy.config_path + ".new", proxy.config_path)
     wait_until(lambda: harness.admin_status(proxy)["last_reload"]["ok"] is False, 5,
                message="the reload naming a missing file to fail")
+    new_dir.mkdir(parents=True)
     replace_file(certs.a.key_file, later["key_file"])
     replace_file(certs.a.cert_file, later["cert_file"])
     wait_until(lambda: generation(proxy) == 2, 5, message="the files' arrival to reload")
@@ -846,6 +848,36 @@ def test_watch_follows_a_certificate_through_symbolic_links(env, origin, certs, 
     link("fullchain", 2)
     wait_until(lambda: served_leaf(certs, connect(env, proxy, ctx(certs), sni="x.wild.test")) == "a2", 5,
                message="the renewed certificate behind the links to be served")
+
+
+def test_watch_follows_a_certificate_directory_replaced_by_rename(env, origin, certs, tmp_path):
+    # A deploy that writes a new directory and renames it into place, the
+    # old one kept aside: the watch stays with the directory it was set on,
+    # so after each swap the name is watched again (the second swap is the
+    # one a watch left on the old directory misses).
+    site = tmp_path / "site"
+
+    def deploy(leaf, version):
+        new = tmp_path / f"site.{version}"
+        new.mkdir()
+        shutil.copyfile(leaf.cert_file, new / "cert.pem")
+        shutil.copyfile(leaf.key_file, new / "key.pem")
+        if site.exists():
+            os.rename(site, tmp_path / f"site.old{version}")
+        os.rename(new, site)
+
+    deploy(certs.a, 1)
+    entry = {"cert_file": str(site / "cert.pem"), "key_file": str(site / "key.pem")}
+    proxy = tls_proxy(env, [origin], [copy_leaf(certs.b, env.tmp, "live-b"), entry], config={"watch": True})
+
+    def served():
+        return served_leaf(certs, connect(env, proxy, ctx(certs), sni="x.wild.test"))
+
+    assert served() == "a"
+    deploy(certs.a2, 2)
+    wait_until(lambda: served() == "a2", 5, message="the first swapped directory to be served")
+    deploy(certs.a, 3)
+    wait_until(lambda: served() == "a", 5, message="the second swapped directory to be served")
 
 
 def test_reload_certificate_error_names_file_line_and_column(env, origin, certs):
