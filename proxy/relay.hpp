@@ -167,16 +167,16 @@ relay_body(Src& src, byte_buffer& src_buf, Dst& dst, http::framing framing, std:
         auto [p, room] = src_buf.prepare(want, relay_buffer_limit);
         boost::system::error_code ec;
         const std::size_t n = try_read_now(src, net::buffer(p, room), ec);
-        if (ec && ec != net::error::would_block) {
+        if (ec == net::error::would_block) {
+            tried_read = true;
+        } else if (ec) {
             r.outcome = relay_outcome::read_failed;
             co_return r;
-        }
-        if (!ec) {
+        } else {
             src_buf.commit(n);
             if (n == room)
                 want = relay_buffer_limit;
         }
-        tried_read = ec == net::error::would_block;
     }
     for (;;) {
         // Forward what is buffered (possibly nothing, to send the head).

@@ -33,9 +33,10 @@ using tcp = net::ip::tcp;
 namespace {
 
 // What config.watch watches: the file, and the files it names (read again
-// at every reload).
-std::vector<std::string> watched_files(const config::config& cfg) {
-    std::vector<std::string> files{cfg.path};
+// at every reload), added to `files`.
+std::vector<std::string> watched_files(const config::config& cfg,
+                                       std::vector<std::string> files = {}) {
+    files.push_back(cfg.path);
     for (const auto& l : cfg.listeners)
         if (l.tls)
             for (const auto& c : l.tls->certificates) {
@@ -377,12 +378,8 @@ reload_result server_impl::reload(const char* trigger) {
     // deploy writes after it) and fail below: until a reload succeeds the
     // watch follows the files it names as well as the running ones', so
     // that file's arrival reloads again.
-    if (watch_) {
-        auto files = watched_files(current_->cfg);
-        auto named = watched_files(cfg);
-        files.insert(files.end(), named.begin(), named.end());
-        watch_->watch(files);
-    }
+    if (watch_)
+        watch_->watch(watched_files(cfg, watched_files(current_->cfg)));
     if (!(cfg.admin.address == current_->cfg.admin.address))
         return fail(config::to_string(
             config::error_at(cfg, "admin.bind", "changing the admin bind needs a restart")));
