@@ -15,6 +15,7 @@
 #include "tls/server_contexts.hpp"
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/assert.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -510,6 +511,7 @@ template <typename Stream> class client_session final : public session_base {
         // delayed-acknowledgement timer (await_request). (After a full
         // handshake the proxy's last flight or session ticket carries it.)
         acknowledge_if_waiting_ = resumed;
+        read_first_ = true; // (the request usually came with the client's Finished)
         co_return true;
     }
 
@@ -815,6 +817,29 @@ template <typename Stream> class client_session final : public session_base {
     int client_timer_waits_ = 0;           // client_timer_ handlers not yet run
     bool client_timer_armed_ = false;      // armed since the last disarm
     bool client_timed_out_ = false;
+    bool response_timed_out_ = false;
+    // Waits the worker times (worker::start_wait), being usually cut
+    // short: the wait for the next request between requests (plain HTTP;
+    // its expiry cancels the receive, to park the connection or close it)
+    // and a plain upstream's answer (its expiry closes the upstream
+    // connection, as a timeout of its stream does).
+    struct session_wait : timed_wait {
+        session_wait(client_session* owner, action on_expiry) : timed_wait(on_expiry), s(owner) {}
+        client_session* s;
+    };
+    session_wait idle_wait_{this, [](timed_wait& w) {
+                                auto& s = *static_cast<session_wait&>(w).s;
+                                s.client_timed_out_ = true;
+                                boost::system::error_code ignored;
+                                s.lowest().socket().cancel(ignored);
+                            }};
+    session_wait response_wait_{this, [](timed_wait& w) {
+                                    auto& s = *static_cast<session_wait&>(w).s;
+                                    s.response_timed_out_ = true;
+                                    boost::system::error_code ignored;
+                                    if (s.upstream_)
+                                        s.upstream_->stream.socket().close(ignored);
+                                }};
     http::message_head req_;
     http::message_head resp_;
     std::string head_out_;     // outgoing response head bytes; capacity reused
@@ -843,6 +868,7 @@ template <typename Stream> class client_session final : public session_base {
     bool local_answer_whole_ = false;     // the proxy's own answer (an error's too) went out whole
     bool tunneled_ = false;               // the connection became a tunnel (101)
     bool acknowledge_if_waiting_ = false; // a resumed handshake's Finished: see handshake()
+    bool read_first_ = false;             // TLS: read before waiting (await_request)
 };
 
 template <typename Stream> void client_session<Stream>::close_sockets() {
@@ -1020,40 +1046,51 @@ net::awaitable<bool> client_session<Stream>::send_error(proxy_error e, bool keep
 
 template <typename Stream> net::awaitable<bool> client_session<Stream>::await_request() {
     if constexpr (is_tls) {
-        // As for plain HTTP below: unless OpenSSL holds bytes already (read
-        // ahead, or a pipelined request), let the event loop run once so
-        // the client has a chance to send again, then read without
-        // waiting. Only when nothing has come does the connection wait for
-        // the socket (an epoll_ctl each time: Asio re-arms every readiness
-        // wait): holding everything for a short gap (park_after, as plain
-        // HTTP waits before parking), then without its per-request memory.
-        // client_idle bounds the whole wait: records that bring no request
-        // bytes (a KeyUpdate, a record trickling in) do not extend it.
+        // As for plain HTTP below, the connection waits for the socket
+        // first, unless OpenSSL holds bytes already (read ahead, or a
+        // pipelined request) or the handshake has just ended (the request
+        // came with it, as a rule): the response has just gone out, and under
+        // load the next request is seldom there yet (a read tried first
+        // found nothing for seven requests in ten, then waited anyway).
+        // The wait costs an epoll_ctl (Asio re-arms every readiness wait).
+        // It holds everything for a short gap (park_after, as plain HTTP
+        // waits before parking), then goes on without the connection's
+        // per-request memory. client_idle bounds the whole wait: records
+        // that bring no request bytes (a KeyUpdate, a record trickling in)
+        // do not extend it.
         idle_ = true; // a drain closes the connection from here on
-        if (!stream_.has_pending())
-            co_await net::post(stream_.get_executor(), net::use_awaitable);
         const auto client_idle = worker_.current()->cfg.timeouts.client_idle;
-        const auto shed_at = steady_clock::now() + std::min(park_after, client_idle);
+        const auto since = steady_clock::now();
+        const auto hold_for = std::min(park_after, client_idle);
         bool holding = true;
         bool arrived = false;
-        lowest().expires_after(client_idle);
+        bool read_first = std::exchange(read_first_, false) || stream_.has_pending();
         for (;;) {
-            const auto got = read_request_now();
-            if (got != read_now::nothing) {
-                arrived = got == read_now::arrived;
-                acknowledge_if_waiting_ = false;
-                break; // (or closed: a drain, the client, a reset, a TLS error)
+            // (Until a read has told what OpenSSL wants, the wait is for a
+            // record to read.)
+            auto want = net::socket_base::wait_read;
+            if (std::exchange(read_first, true)) {
+                const auto got = read_request_now();
+                if (got != read_now::nothing) {
+                    arrived = got == read_now::arrived;
+                    acknowledge_if_waiting_ = false;
+                    break; // (or closed: a drain, the client, a reset, a TLS error)
+                }
+                want = stream_.want();
             }
             if (std::exchange(acknowledge_if_waiting_, false))
                 acknowledge_at_once(); // (after a resumed handshake: see handshake())
             if (holding) {
                 let_go_of_snapshot();
-                if (const auto left = shed_at - steady_clock::now(); left.count() > 0) {
-                    arm_client_timer(std::chrono::ceil<std::chrono::milliseconds>(left));
-                    auto [wait] = co_await lowest().async_wait(stream_.want(), use_tuple);
-                    disarm_client_timer();
+                if (steady_clock::now() < since + hold_for) {
+                    // (A wait the worker times, as plain HTTP's: the stream's
+                    // deadline is armed only once the hold is over.)
+                    client_timed_out_ = false;
+                    worker_.start_wait(idle_wait_, hold_for, since);
+                    auto [wait] = co_await lowest().async_wait(want, use_tuple);
+                    idle_wait_.end();
                     if (!wait) {
-                        client_timed_out_ = false; // (it may have fired as the bytes came)
+                        client_timed_out_ = false; // (it may have expired as the bytes came)
                         continue;
                     }
                     if (!client_timed_out_ || !lowest().socket().is_open())
@@ -1061,6 +1098,7 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
                     client_timed_out_ = false;
                 }
                 holding = false;
+                lowest().expires_at(since + client_idle);
                 shed_idle_memory();
                 stream_.release_idle_memory();
             } else {
@@ -1069,7 +1107,7 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
                 in_.release_if_empty();
                 stream_.release_idle_memory();
             }
-            auto [wait] = co_await lowest().async_wait(stream_.want(), use_tuple);
+            auto [wait] = co_await lowest().async_wait(want, use_tuple);
             if (wait)
                 break; // client_idle passed, or the connection was closed
         }
@@ -1077,38 +1115,34 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
         idle_ = false;
         co_return arrived;
     } else {
-        // Plain HTTP: try the socket at once (under load the next request
-        // is usually there); if nothing has come, wait a moment, then park
-        // the connection with the worker, so an idle one holds neither
-        // session nor coroutine.
+        // Plain HTTP: wait for the next request with a receive; if nothing
+        // has come for park_after, park the connection with the worker, so
+        // an idle one holds neither session nor coroutine. A connection
+        // woken from the park is readable: it reads at once.
         auto& socket = lowest().socket();
-        // The response usually went out without waiting: let the event loop
-        // run once first, so the client has a chance to send again.
-        if (woken_)
-            woken_ = false;
-        else
-            co_await net::post(stream_.get_executor(), net::use_awaitable);
-        if (const auto got = read_request_now(); got != read_now::nothing)
-            co_return got == read_now::arrived; // (or closed, or reset)
-        // A drain that began during the yield above found this
-        // connection busy and left it; from here on_drain closes it.
-        if (draining())
-            co_return false;
-        // A short gap (a client sending its next request soon) is waited
-        // for here, with a receive into the block the read above prepared
-        // (unlike a readiness wait, Asio starts it without an epoll_ctl);
-        // a connection idle for park_after is parked.
+        if (std::exchange(woken_, false)) {
+            if (const auto got = read_request_now(); got != read_now::nothing)
+                co_return got == read_now::arrived; // (or closed, or reset)
+        }
+        // The receive, not a read tried first: the response has just gone
+        // out, and under load the client's next request is seldom there yet
+        // (such a read found nothing for about half the requests of a
+        // keep-alive load: a system call for nothing, and Asio's receive
+        // then tries once more before it waits). Unlike a readiness wait,
+        // Asio starts a receive without an epoll_ctl; a connection idle for
+        // park_after is parked.
         const auto since = steady_clock::now();
         const auto client_idle = worker_.current()->cfg.timeouts.client_idle;
         let_go_of_snapshot();
         auto [p, room] = in_.prepare(read_chunk, client_buffer_limit(worker_.current()->cfg));
         idle_ = true;
-        arm_client_timer(std::min(park_after, client_idle));
+        client_timed_out_ = false;
+        worker_.start_wait(idle_wait_, std::min(park_after, client_idle), since);
         auto [rec, got] = co_await socket.async_receive(net::buffer(p, room), use_tuple);
-        disarm_client_timer();
+        idle_wait_.end();
         idle_ = false;
         if (!rec) {
-            // (The timer may have fired as the bytes came: they count.)
+            // (The wait may have expired as the bytes came: they count.)
             client_timed_out_ = false;
             in_.commit(got);
             co_return true;
@@ -1318,6 +1352,12 @@ client_session<Stream>::connect_upstream(const upstream_entry& up, std::vector<i
 template <typename Stream>
 net::awaitable<proxy_error> client_session<Stream>::read_final_response_head(
     upstream_connection& conn, std::chrono::milliseconds timeout, bool& any_byte) {
+    struct wait_end {
+        timed_wait& w;
+        ~wait_end() { w.end(); }
+    } end_response_wait{response_wait_};    // (however the head ends)
+    BOOST_ASSERT(&conn == upstream_.get()); // (what the wait's expiry closes)
+    response_timed_out_ = false;
     for (;;) { // one head per round; interim 1xx heads (but 101) are skipped
         std::size_t scanned = 0;
         std::size_t head_end = 0;
@@ -1333,22 +1373,30 @@ net::awaitable<proxy_error> client_session<Stream>::read_final_response_head(
                 co_return proxy_error::bad_response;
             scanned = data.size();
             auto [p, room] = conn.buffer.prepare(read_chunk, max_response_head + read_chunk);
-            // The answer is usually there already (the exchange yielded once
-            // after sending): take it without a wait, its timer or its
-            // completion's trip through the event loop. A plain connection's
-            // socket is non-blocking; TLS to an upstream always waits.
-            upstream_io source{conn};
-            boost::system::error_code ec;
-            std::size_t n = try_read_now(source, net::buffer(p, room), ec);
-            if (ec == net::error::would_block) {
-                if (!timer_armed) {
-                    // The timeout counts from the first wait, for the whole head.
-                    timer_armed = true;
+            // A read, not a read tried first: the request has just gone
+            // out, and under load the answer is seldom there yet (such a
+            // read found nothing for four requests in five: a system call
+            // for nothing before Asio's read tries once itself and waits).
+            // The timeout counts from the first read, for the whole head: on
+            // a plain connection a wait the worker times, over TLS the
+            // stream's.
+            if (!timer_armed) {
+                timer_armed = true;
+                if (conn.tls) {
                     conn.stream.expires_after(timeout);
+                } else {
+                    worker_.start_wait(response_wait_, timeout);
                 }
-                std::tie(ec, n) = co_await source.async_read_some(net::buffer(p, room), use_tuple);
             }
-            if (ec == beast::error::timeout)
+            boost::system::error_code ec;
+            std::size_t n = 0;
+            if (conn.tls)
+                std::tie(ec, n) =
+                    co_await upstream_io{conn}.async_read_some(net::buffer(p, room), use_tuple);
+            else
+                std::tie(ec, n) =
+                    co_await conn.stream.socket().async_receive(net::buffer(p, room), use_tuple);
+            if (response_timed_out_ || ec == beast::error::timeout)
                 co_return proxy_error::response_timeout;
             if (ec)
                 co_return proxy_error::upstream_reset;
@@ -1526,10 +1574,6 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
                 co_return co_await send_error(client_error, false);
             }
             if (sent == relay_outcome::complete) {
-                // The request usually went out without waiting: let the event
-                // loop run once before reading, so the answer has a chance to
-                // arrive (a read right now finds nothing: a wasted system call).
-                co_await net::post(stream_.get_executor(), net::use_awaitable);
                 failure =
                     co_await read_final_response_head(*upstream_, up.response_timeout, any_byte);
             } else {

@@ -117,10 +117,14 @@ worker::~worker() {
     if (parked_events_)
         parked_events_->close(ignored);
     log_flush_timer_.cancel();
+    for (auto& t : waits_)
+        t->timer->cancel();
     io_.restart();
     io_.run_for(std::chrono::seconds(5));
     if (!access_log_.empty())
         access_log_.flush();
+    for (auto& t : waits_)
+        t->timer.reset(); // (its handler refers to the list)
 }
 
 void worker::add_acceptor(new_acceptor a) {
@@ -489,6 +493,42 @@ template <typename Pred> void worker::close_parked_if(Pred which) {
         }
         c = next;
     }
+}
+
+void worker::start_wait(timed_wait& w, std::chrono::milliseconds length,
+                        std::chrono::steady_clock::time_point from) {
+    timed_waits* t = nullptr;
+    for (auto& candidate : waits_)
+        if (candidate->length == length) {
+            t = candidate.get();
+            break;
+        }
+    if (t == nullptr) {
+        // (One per length ever used: a few, unless reloads keep changing
+        // timeouts; an empty one holds an idle timer.)
+        t = waits_.emplace_back(std::make_unique<timed_waits>()).get();
+        t->length = length;
+        t->timer.emplace(io_);
+    }
+    const auto due = from + length;
+    t->list.add(w, due);
+    // Waits of one length come in deadline order: an armed timer is due
+    // no later than this one.
+    if (!t->armed)
+        arm_waits(*t, due);
+}
+
+void worker::arm_waits(timed_waits& t, std::chrono::steady_clock::time_point at) {
+    t.armed = true;
+    t.timer->expires_at(at);
+    t.timer->async_wait([this, &t](boost::system::error_code ec) {
+        if (ec)
+            return; // the worker is stopping
+        t.armed = false;
+        t.list.expire_due(std::chrono::steady_clock::now());
+        if (const auto next = t.list.next_due(); next && !t.armed)
+            arm_waits(t, *next);
+    });
 }
 
 void worker::arm_idle_sweep(std::chrono::steady_clock::time_point at) {

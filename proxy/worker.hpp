@@ -11,6 +11,7 @@
 #include "proxy/request_id.hpp"
 #include "proxy/snapshot.hpp"
 #include "proxy/upstream_pool.hpp"
+#include "proxy/wait_list.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -21,6 +22,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_set>
@@ -104,6 +106,11 @@ class worker {
     // `idle_since`: when its idle time (client_idle) began.
     void park(boost::asio::ip::tcp::socket socket, std::uint32_t listener_id, bool v6,
               std::chrono::steady_clock::time_point idle_since);
+    // Starts `w`, which expires `length` after `from` unless it ends first
+    // (wait_list.hpp): for the waits a request usually cuts short, which
+    // then cost no timer of their own. One list and timer per length.
+    void start_wait(timed_wait& w, std::chrono::milliseconds length,
+                    std::chrono::steady_clock::time_point from = std::chrono::steady_clock::now());
 
   private:
     struct acceptor_slot {
@@ -134,6 +141,14 @@ class worker {
     void close_parked(parked_connection* c);
     template <typename Pred> void close_parked_if(Pred which);
     void arm_idle_sweep(std::chrono::steady_clock::time_point at);
+    // The waits of one length and their timer (start_wait).
+    struct timed_waits {
+        std::chrono::milliseconds length;
+        wait_list list;
+        std::optional<boost::asio::steady_timer> timer; // reset before io_ goes
+        bool armed = false;
+    };
+    void arm_waits(timed_waits& t, std::chrono::steady_clock::time_point at);
     void sweep_idle();
     void update_active();
 
@@ -142,6 +157,9 @@ class worker {
     // hold buffers that give their blocks back here.
     block_pool blocks_{receive_block_size, spare_blocks};
     block_pool large_blocks_{large_block_size, spare_large_blocks};
+    // Declared before io_ as well: a session destroyed with io_ ends its
+    // waits (their timers go first, in the destructor).
+    std::vector<std::unique_ptr<timed_waits>> waits_;
     // One thread runs it, and only that thread touches its sockets: its
     // reactor takes no lock per I/O operation (the scheduler and descriptor
     // registration still lock, for posts and timers from other threads).

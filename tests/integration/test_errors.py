@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+import harness
 from harness import ArrivalWatch, assert_proxy_error, build_request, free_port
 
 
@@ -69,6 +70,32 @@ def test_upstream_response_timeout_does_not_hit_fast_requests(env, origin):
     proxy = env.proxy([origin], upstream_extra={"timeouts": {"response": "1s"}})
     r = proxy.get("/delay/300")
     assert r.status == 200, r
+
+
+def test_response_timeouts_of_different_lengths_each_hold(env, origin):
+    # Upstreams with different response timeouts, their waits at once: the
+    # short one's 504 comes on time although a longer wait began before it,
+    # the long one's request is answered, and the connection that had the
+    # 504 serves its next request.
+    routes = [{"match": {"host": "slow.test"}, "upstream": "slow"},
+              {"match": {"path_prefix": "/"}, "upstream": "patient"}]
+    upstreams = [harness.upstream("slow", [origin], timeouts={"response": "400ms"}),
+                 harness.upstream("patient", [origin], timeouts={"response": "5s"})]
+    proxy = env.sluice(env.config(routes, upstreams))
+    patient = env.client(proxy)
+    watch = ArrivalWatch([origin])
+    patient.send(build_request("GET", "/delay/1500"))
+    watch.wait(1)
+    slow = env.client(proxy)
+    t0 = time.monotonic()
+    slow.send(build_request("GET", "/delay/3000", {"Host": "slow.test"}))
+    r = slow.read_response(timeout=10)
+    elapsed = time.monotonic() - t0
+    assert_proxy_error(r, 504)
+    assert 0.35 <= elapsed < 1.4, f"504 after {elapsed:.3f}s with a 400ms response timeout"
+    assert patient.read_response(timeout=10).status == 200
+    slow.send(build_request("GET", "/small", {"Host": "slow.test"}))
+    assert slow.read_response(timeout=10).status == 200
 
 
 # -- malformed requests and smuggling
