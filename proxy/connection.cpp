@@ -819,8 +819,9 @@ template <typename Stream> class client_session final : public session_base {
     bool client_timed_out_ = false;
     bool response_timed_out_ = false;
     // Waits the worker times (worker::start_wait), being usually cut
-    // short: the wait for the next request between requests (plain HTTP;
-    // its expiry cancels the receive, to park the connection or close it)
+    // short: the wait for the next request between requests (its expiry
+    // cancels what waits on the socket: a plain connection's receive, to
+    // park it or close it; an HTTPS one's readiness wait, to end its hold)
     // and a plain upstream's answer (its expiry closes the upstream
     // connection, as a timeout of its stream does).
     struct session_wait : timed_wait {
@@ -1064,6 +1065,7 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
         const auto hold_for = std::min(park_after, client_idle);
         bool holding = true;
         bool arrived = false;
+        bool hold_started = false;
         bool read_first = std::exchange(read_first_, false) || stream_.has_pending();
         for (;;) {
             // (Until a read has told what OpenSSL wants, the wait is for a
@@ -1082,21 +1084,24 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
                 acknowledge_at_once(); // (after a resumed handshake: see handshake())
             if (holding) {
                 let_go_of_snapshot();
-                if (steady_clock::now() < since + hold_for) {
-                    // (A wait the worker times, as plain HTTP's: the stream's
-                    // deadline is armed only once the hold is over.)
+                // The hold is one wait the worker times, as plain HTTP's,
+                // started at the first wait and kept through records that
+                // bring no request bytes; the stream's deadline is armed
+                // only once the hold is over.
+                if (!hold_started) {
+                    hold_started = true;
                     client_timed_out_ = false;
                     worker_.start_wait(idle_wait_, hold_for, since);
+                }
+                if (idle_wait_.waiting()) {
                     auto [wait] = co_await lowest().async_wait(want, use_tuple);
-                    idle_wait_.end();
-                    if (!wait) {
-                        client_timed_out_ = false; // (it may have expired as the bytes came)
-                        continue;
-                    }
+                    if (!wait)
+                        continue; // (read; the hold goes on, unless it has just expired)
                     if (!client_timed_out_ || !lowest().socket().is_open())
                         break; // closed: a drain, client_idle
-                    client_timed_out_ = false;
                 }
+                idle_wait_.end();
+                client_timed_out_ = false;
                 holding = false;
                 lowest().expires_at(since + client_idle);
                 shed_idle_memory();
@@ -1111,6 +1116,8 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
             if (wait)
                 break; // client_idle passed, or the connection was closed
         }
+        idle_wait_.end();
+        client_timed_out_ = false; // (the hold may have expired as the bytes came)
         lowest().expires_never();
         idle_ = false;
         co_return arrived;

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <exception>
 #include <type_traits>
 
 #include <boost/asio/co_spawn.hpp>
@@ -244,7 +245,18 @@ void worker::accept_loop(std::shared_ptr<acceptor_slot> slot_ptr) {
                     backoff.expires_after(std::chrono::milliseconds(5));
                     co_await backoff.async_wait(net::as_tuple(net::use_awaitable));
                 }
-                start_session(*this, std::move(socket), peer, slot.key);
+                try {
+                    start_session(*this, std::move(socket), peer, slot.key);
+                } catch (const std::exception& e) {
+                    // Out of memory (OpenSSL's SSL_new, the session): that
+                    // connection closes; this loop must not end with it.
+                    try {
+                        log::error("cannot serve a connection",
+                                   {{"error", e.what()}, log::num("worker", id_)});
+                    } catch (...) {
+                        // (no memory to say so either)
+                    }
+                }
                 // One connection per turn of the event loop, as Asio's
                 // accept completes: the connections open already go on.
                 co_await net::post(io_, net::use_awaitable);
@@ -506,24 +518,29 @@ void worker::start_wait(timed_wait& w, std::chrono::milliseconds length,
     if (t == nullptr) {
         // (One per length ever used: a few, unless reloads keep changing
         // timeouts; an empty one holds an idle timer.)
-        t = waits_.emplace_back(std::make_unique<timed_waits>()).get();
-        t->length = length;
-        t->timer.emplace(io_);
+        auto made = std::make_unique<timed_waits>();
+        made->length = length;
+        made->timer.emplace(io_);
+        t = waits_.emplace_back(std::move(made)).get();
     }
     const auto due = from + length;
     t->list.add(w, due);
-    // Waits of one length come in deadline order: an armed timer is due
-    // no later than this one.
-    if (!t->armed)
+    // Waits of one length come in deadline order, so an armed timer is
+    // usually due no later than this one; one that started earlier (a
+    // `from` in the past) may be due before it.
+    if (!t->armed || due < t->armed_for)
         arm_waits(*t, due);
 }
 
 void worker::arm_waits(timed_waits& t, std::chrono::steady_clock::time_point at) {
     t.armed = true;
-    t.timer->expires_at(at);
+    t.armed_for = at;
+    t.timer->expires_at(at); // (a wait pending is cancelled: its handler returns)
     t.timer->async_wait([this, &t](boost::system::error_code ec) {
+        // Cancelled: replaced by an earlier deadline (still armed), or the
+        // worker is stopping (its sockets closed: no wait is left to expire).
         if (ec)
-            return; // the worker is stopping
+            return;
         t.armed = false;
         t.list.expire_due(std::chrono::steady_clock::now());
         if (const auto next = t.list.next_due(); next && !t.armed)

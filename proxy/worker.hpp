@@ -146,6 +146,7 @@ class worker {
         std::chrono::milliseconds length;
         wait_list list;
         std::optional<boost::asio::steady_timer> timer; // reset before io_ goes
+        std::chrono::steady_clock::time_point armed_for{};
         bool armed = false;
     };
     void arm_waits(timed_waits& t, std::chrono::steady_clock::time_point at);
