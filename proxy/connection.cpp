@@ -15,11 +15,11 @@
 #include "tls/server_contexts.hpp"
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/assert.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/assert.hpp>
 
 #include <array>
 #include <concepts>
@@ -381,9 +381,17 @@ template <typename Stream> class client_session final : public session_base {
         }
 #endif
         woken_ = woken;
-        worker_.attach(this, !woken);
+        // Last: a constructor that throws (out of memory) leaves nothing
+        // registered with the worker, nor counted.
         if (!woken)
             worker_.metrics().on_connection_open(listener_id_);
+        try {
+            worker_.attach(this, !woken);
+        } catch (...) {
+            if (!woken)
+                worker_.metrics().on_connection_close(listener_id_);
+            throw;
+        }
     }
 
     ~client_session() override {
@@ -1097,8 +1105,9 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
                     auto [wait] = co_await lowest().async_wait(want, use_tuple);
                     if (!wait)
                         continue; // (read; the hold goes on, unless it has just expired)
-                    if (!client_timed_out_ || !lowest().socket().is_open())
-                        break; // closed: a drain, client_idle
+                    if (!client_timed_out_ || client_idle <= park_after ||
+                        !lowest().socket().is_open())
+                        break; // closed (a drain), or client_idle has passed
                 }
                 idle_wait_.end();
                 client_timed_out_ = false;

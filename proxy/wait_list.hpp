@@ -6,8 +6,9 @@
 // cancelled handler's trip through the event loop) for nearly every
 // request. Here a wait is linked into a list of waits of the same length,
 // which is in order of deadline by construction, and one timer per list
-// (the worker's) is armed for the earliest deadline and re-armed only when
-// it fires: a wait that ends just unlinks itself.
+// (the worker's) is armed for the earliest deadline and re-armed when it
+// fires (or for a wait due before it): a wait that ends just unlinks
+// itself.
 //
 // Pure (no Asio): the worker owns a timer per list and asks next_due()
 // after every change; expire_due() runs the expired waits' actions.
@@ -63,7 +64,8 @@ class wait_list {
 
     // Links `w` (ended first if it waits already) with deadline `due`. Waits
     // of one length arrive in deadline order: the new one goes at the end,
-    // after stepping back over any due later (a length changed by a reload).
+    // after stepping back over any due later (one begun earlier, counted
+    // from a time already past).
     void add(timed_wait& w, clock::time_point due) {
         w.end();
         w.due_ = due;

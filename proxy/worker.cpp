@@ -377,9 +377,9 @@ void worker::log_access(const access_record& r) {
 }
 
 void worker::attach(session_base* s, bool opens) {
+    sessions_.insert(s); // (first: it may throw, and then nothing is counted)
     if (opens)
         process_connections.fetch_add(1, std::memory_order_relaxed);
-    sessions_.insert(s);
     update_active();
 }
 
