@@ -7,6 +7,7 @@
 #include "proxy/http_parser.hpp"
 #include "proxy/log.hpp"
 #include "proxy/plain_stream.hpp"
+#include "proxy/read_hint.hpp"
 #include "proxy/relay.hpp"
 #include "proxy/tls_stream.hpp"
 #include "proxy/upstream_tls.hpp"
@@ -231,6 +232,7 @@ struct upstream_io {
     executor_type get_executor() { return c.stream.get_executor(); }
     void expires_after(std::chrono::milliseconds d) { c.stream.expires_after(d); }
     template <typename Buffers, typename Token> auto async_read_some(const Buffers& b, Token&& t) {
+        c.read_short = false;
         if (c.tls)
             return c.tls->stream.async_read_some(b, std::forward<Token>(t));
         return c.stream.async_read_some(b, std::forward<Token>(t));
@@ -260,6 +262,7 @@ struct upstream_sender_io {
 // Reads that never wait (relay.hpp), on a plain connection's socket.
 template <typename Buffers>
 std::size_t try_read_now(upstream_io& u, const Buffers& b, boost::system::error_code& ec) {
+    u.c.read_short = false;
     if (u.c.tls) {
         ec = net::error::would_block;
         return 0;
@@ -560,6 +563,7 @@ template <typename Stream> class client_session final : public session_base {
         const auto n = sluice::proxy::try_read_now(stream_, net::buffer(p, room), ec);
         if (!ec) {
             in_.commit(n);
+            client_read_short_ = n < room;
             return read_now::arrived;
         }
         return ec == net::error::would_block ? read_now::nothing : read_now::closed;
@@ -577,6 +581,11 @@ template <typename Stream> class client_session final : public session_base {
             if (stream_.has_pending())
                 return true;
         }
+        // Nothing has come since a read emptied the socket: no need to look.
+        // (Bytes whose event the loop has yet to collect are missed then,
+        // as are bytes that come a moment after the peek.)
+        if (!read_may_find_bytes(lowest().socket()))
+            return false;
         char byte = 0;
         boost::system::error_code ec; // (would_block: nothing there)
         return lowest().socket().receive(net::buffer(&byte, 1), tcp::socket::message_peek, ec) > 0;
@@ -807,12 +816,13 @@ template <typename Stream> class client_session final : public session_base {
         return drain_requested_ || worker_.draining();
     }
 
-    bool idle_ = false;            // waiting for the first byte of a request
-    bool woken_ = false;           // was parked and is readable: read at once
-    bool parked_ = false;          // the connection went on without this session
-    bool drain_requested_ = false; // this connection's listener is going away
-    bool linger_ = false;          // close gracefully: the client may still be sending
-    bool ended_by_proxy_ = false;  // a response or a drain ended the connection (not the client)
+    bool idle_ = false;              // waiting for the first byte of a request
+    bool woken_ = false;             // was parked and is readable: read at once
+    bool client_read_short_ = false; // the last read of a request emptied the socket
+    bool parked_ = false;            // the connection went on without this session
+    bool drain_requested_ = false;   // this connection's listener is going away
+    bool linger_ = false;            // close gracefully: the client may still be sending
+    bool ended_by_proxy_ = false;    // a response or a drain ended the connection (not the client)
     byte_buffer in_{&worker_.blocks(), &worker_.large_blocks()};
     // Timeouts on reads from the client that must still be answered (408):
     // the stream's deadline would close the socket, this one only cancels.
@@ -924,6 +934,7 @@ template <typename Stream> net::awaitable<void> client_session<Stream>::finish()
         // response before the client reads it.
         boost::system::error_code ec;
         lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
+        mark_maybe_readable(lowest().socket());
         const auto deadline = steady_clock::now() + linger_time;
         std::size_t drained = 0;
         while (!ec && drained < linger_bytes && steady_clock::now() < deadline) {
@@ -986,6 +997,7 @@ net::awaitable<proxy_error> client_session<Stream>::read_head(const config::conf
         if (ec)
             co_return client_timed_out_ ? proxy_error::header_timeout : proxy_error::client_closed;
         in_.commit(n);
+        client_read_short_ = n < room;
     }
     co_return parse_head(head_end);
 }
@@ -1161,6 +1173,7 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
             // (The wait may have expired as the bytes came: they count.)
             client_timed_out_ = false;
             in_.commit(got);
+            client_read_short_ = got < room;
             co_return true;
         }
         if (!client_timed_out_ || client_idle <= park_after || draining() || !socket.is_open())
@@ -1417,6 +1430,7 @@ net::awaitable<proxy_error> client_session<Stream>::read_final_response_head(
             if (ec)
                 co_return proxy_error::upstream_reset;
             conn.buffer.commit(n);
+            conn.read_short = n < room;
         }
         if (http::parse_response_head(conn.buffer.data(), resp_, head_end) !=
                 http::parse_status::ok ||
@@ -1545,6 +1559,13 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
     // request_head so a retry can resend it.
     build_request_head(up, cfg, upgrade);
     const auto& request_head = request_head_;
+    if constexpr (!is_tls) {
+        // Nothing more is read from the client until the response is out:
+        // its next receive need not try a read first (read_hint.hpp). Should
+        // that miss a close, the idle wait's park finds it (park_after).
+        if (request_framing == http::framing::none && !upgrade && client_read_short_)
+            mark_drained(lowest().socket());
+    }
     in_.consume(req_.head_size);
     const bool may_retry_stale = idempotent(method_) && request_framing == http::framing::none;
 
@@ -1729,6 +1750,8 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
         // sends a body leaves bytes the next exchange would read as its
         // answer: peek before reusing the connection.
         conn.verify_next = framing == http::framing::none;
+        if (conn.read_short && !conn.tls)
+            mark_drained(conn.stream.socket()); // (read_hint.hpp; see upstream_io)
         worker_.pool().put(std::move(upstream_));
     }
     upstream_.reset();

@@ -2,6 +2,7 @@
 
 #include "proxy/connection.hpp"
 #include "proxy/log.hpp"
+#include "proxy/read_hint.hpp"
 
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -68,6 +69,12 @@ void adopt_client_socket(tcp::socket& socket, int fd, bool v6, boost::system::er
         auto& state = socket_state_access::state(socket);
         state =
             static_cast<ops::state_type>((state | ops::user_set_non_blocking) & ~ops::possible_dup);
+        // Nothing has been read, and the registration reports bytes that
+        // are there already as an event (one the event loop collects after
+        // this): the first receive waits for it rather than trying a read
+        // first, which on a new connection finds nothing as a rule (the
+        // request follows the handshake by a round trip). See read_hint.hpp.
+        mark_drained(socket);
     }
 }
 

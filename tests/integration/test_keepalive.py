@@ -2,6 +2,7 @@
 
 import socket
 import struct
+import time
 
 import pytest
 
@@ -225,3 +226,52 @@ def test_pooled_connection_closed_by_the_origin_is_not_a_failure(proxy, origin, 
     o2.wait_ready()
     r = c.get("/small")
     assert r.status == 200 and r.header("X-Origin") == "o2", r
+
+
+def test_a_client_whose_close_came_with_its_request_is_answered_then_closed(env, origin):
+    # A second request and the client's FIN arrive in one segment (TCP_CORK
+    # holds the request until shutdown adds the FIN), sent at once after the
+    # first answer, while the proxy waits for it: one readiness event brings
+    # both, and the read of the request empties the socket. The proxy's
+    # next receive waits without reading first (proxy/read_hint.hpp) and
+    # cannot see that close; the wait between requests parks the connection
+    # after park_after (10 ms), and the park finds it. The connection ends
+    # well before client_idle.
+    proxy = env.proxy([origin], workers=1, timeouts={"client_idle": "30s"})
+    c = env.client(proxy)
+    assert c.get("/small").status == 200
+    c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+    c.send(harness.build_request("GET", "/small"))
+    c.sock.shutdown(socket.SHUT_WR)
+    r = c.read_response(timeout=5)
+    assert r.status == 200 and "close" not in r.connection_tokens(), r
+    how, data = c.wait_closed(3)
+    assert (how, data) == ("eof", b""), (how, data)
+
+
+def test_an_origin_that_closes_with_its_keep_alive_response_costs_the_next_request_nothing(env):
+    # The origin answers keep-alive and closes at once, its FIN in the same
+    # segment as the response: the proxy pools the connection with that
+    # close unseen, and the next request (within the pool's 100 ms, so
+    # without a peek) goes out on it without a read tried first. The
+    # origin's reset to that request is what the proxy waits on, and it
+    # retries on a fresh connection: the client sees two quick 200s.
+    def handler(conn):
+        req = conn.read_request_head()
+        if req is None:
+            return
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+        conn.sock.close()
+
+    raw = harness.RawOrigin(handler)
+    env.origins.append(raw)
+    proxy = env.proxy([raw], workers=1, timeouts={"upstream_response": "30s"})
+    c = env.client(proxy)
+    assert c.get("/first", timeout=5).body == b"ok\n"
+    started = time.monotonic()
+    r = c.get("/second", timeout=10)
+    assert r.status == 200 and r.body == b"ok\n", r
+    assert time.monotonic() - started < 3
+    assert raw.accepted == 2, raw.accepted
+    assert [q.target for q in raw.requests] == ["/first", "/second"], raw.requests
