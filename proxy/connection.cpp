@@ -455,6 +455,7 @@ template <typename Stream> class client_session final : public session_base {
                 // Between requests serve_one's frame (and all it called) is
                 // gone; a plain connection with nothing to read is parked by
                 // await_request and this coroutine ends too.
+                self->client_read_short_ = false; // (await_request says)
                 if (self->in_.empty()) {
                     if (self->draining()) {
                         // Closed between requests: the next one may be on
@@ -466,6 +467,10 @@ template <typename Stream> class client_session final : public session_base {
                     const bool arrived = co_await self->await_request();
                     if (!arrived)
                         break;
+                } else if constexpr (!is_tls) {
+                    // Pipelined bytes: the last request's mark (read_hint.hpp)
+                    // must not hold back the reads that complete this one.
+                    mark_maybe_readable(self->lowest().socket());
                 }
                 if (!co_await self->serve_one()) {
                     self->ended_by_proxy_ = true;
@@ -818,7 +823,7 @@ template <typename Stream> class client_session final : public session_base {
 
     bool idle_ = false;              // waiting for the first byte of a request
     bool woken_ = false;             // was parked and is readable: read at once
-    bool client_read_short_ = false; // the last read of a request emptied the socket
+    bool client_read_short_ = false; // await_request's read emptied the socket for good
     bool parked_ = false;            // the connection went on without this session
     bool drain_requested_ = false;   // this connection's listener is going away
     bool linger_ = false;            // close gracefully: the client may still be sending
@@ -997,7 +1002,7 @@ net::awaitable<proxy_error> client_session<Stream>::read_head(const config::conf
         if (ec)
             co_return client_timed_out_ ? proxy_error::header_timeout : proxy_error::client_closed;
         in_.commit(n);
-        client_read_short_ = n < room;
+        client_read_short_ = false; // (a head in pieces is not marked: read_hint.hpp)
     }
     co_return parse_head(head_end);
 }
@@ -1155,10 +1160,11 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
         // The receive, not a read tried first: the response has just gone
         // out, and under load the client's next request is seldom there yet
         // (such a read found nothing for about half the requests of a
-        // keep-alive load: a system call for nothing, and Asio's receive
-        // then tries once more before it waits). Unlike a readiness wait,
-        // Asio starts a receive without an epoll_ctl; a connection idle for
-        // park_after is parked.
+        // keep-alive load). Asio's receive tries a read itself before it
+        // waits, unless the request was marked as having emptied the socket
+        // (forward, read_hint.hpp). Unlike a readiness wait, Asio starts a
+        // receive without an epoll_ctl; a connection idle for park_after is
+        // parked.
         const auto since = steady_clock::now();
         const auto client_idle = worker_.current()->cfg.timeouts.client_idle;
         let_go_of_snapshot();
@@ -1166,6 +1172,11 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
         idle_ = true;
         client_timed_out_ = false;
         worker_.start_wait(idle_wait_, std::min(park_after, client_idle), since);
+        // (A receive that waits for an event completes within that event's
+        // handling, before the event loop looks for more: a short read then
+        // emptied the socket for good. Asio's read tried at once completes
+        // a turn later, when more may have come unseen.)
+        const bool by_event = !read_may_find_bytes(socket);
         auto [rec, got] = co_await socket.async_receive(net::buffer(p, room), use_tuple);
         idle_wait_.end();
         idle_ = false;
@@ -1173,7 +1184,7 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
             // (The wait may have expired as the bytes came: they count.)
             client_timed_out_ = false;
             in_.commit(got);
-            client_read_short_ = got < room;
+            client_read_short_ = by_event && got < room;
             co_return true;
         }
         if (!client_timed_out_ || client_idle <= park_after || draining() || !socket.is_open())
@@ -1404,8 +1415,10 @@ net::awaitable<proxy_error> client_session<Stream>::read_final_response_head(
             auto [p, room] = conn.buffer.prepare(read_chunk, max_response_head + read_chunk);
             // A read, not a read tried first: the request has just gone
             // out, and under load the answer is seldom there yet (such a
-            // read found nothing for four requests in five: a system call
-            // for nothing before Asio's read tries once itself and waits).
+            // read found nothing for four requests in five). Asio's read
+            // tries once itself before it waits, unless the connection's
+            // last response was marked as having emptied the socket (see
+            // the pool's put below, read_hint.hpp).
             // The timeout counts from the first read, for the whole head: on
             // a plain connection a wait the worker times, over TLS the
             // stream's.

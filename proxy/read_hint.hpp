@@ -12,24 +12,35 @@
 // - a connection just accepted has had nothing read (worker.cpp's
 //   adopt_client_socket); its registration with the event loop reports
 //   bytes already there as an event;
-// - a request without a body, whole in the buffer, read by a read that
-//   returned short: nothing more is read from the client until the
-//   response is out (connection.cpp's forward);
+// - a request without a body, whole in the buffer, read by the wait for
+//   the next request, whose read returned short and completed within the
+//   readiness event's own handling (before the event loop could collect
+//   another: a read Asio tried at once completes a turn later, and is not
+//   counted): nothing more is read from the client until the response is
+//   out (connection.cpp's forward). Pipelined bytes left in the buffer,
+//   or a head that came in pieces, leave the socket unmarked, and undo
+//   the last request's mark;
 // - a response whole in the buffer, read by a read that returned short,
-//   whose connection goes back to the pool.
+//   whose connection goes back to the pool (the idle watch undoes it: its
+//   peek is made at once).
 // Marked drained, the socket's next receive waits for the next readiness
 // event without a read first. Any event (the next request, the answer, a
 // close, a reset) sets the reactor's state again, as it would have anyway.
+// The close of a connection skips its peek for bytes sent after the last
+// request when nothing has come since the mark (as nginx's lingering_close
+// on decides by its own readiness flag).
 //
 // Blind spot: an end of stream that came in the same event as the bytes
-// the short read took, or in the moment between that read and the mark.
-// The next receive then waits for an event that does not come. On a
-// client connection the wait between requests parks it after park_after,
-// and the park's registration finds the close. On a pooled upstream
-// connection, a request that cannot be retried is sent only after a peek
-// (upstream_pool::take), and a request that can be retried finds the close
-// as the upstream's reset to it; only an upstream that half-closes with
-// its response (without Connection: close) and then reads on without
+// the short read took (or, upstream, in the moment between that read and
+// the mark). The next receive then waits for an event that does not come.
+// On a client connection the wait between requests parks it after
+// park_after, and the park's registration finds the close (with
+// client_idle no longer than park_after, or in a drain, the connection
+// closes then anyway). On a pooled upstream connection, a request that
+// cannot be retried is sent only after a peek (upstream_pool::take), and
+// a request that can be retried finds a closed connection by the
+// upstream's reset to it; only an upstream that half-closes with its
+// response (without Connection: close) and then reads on without
 // answering or closing leaves the request to its response timeout.
 //
 // The reactor's state is private to Asio (Boost 1.81, epoll, one thread per

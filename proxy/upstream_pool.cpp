@@ -1,5 +1,6 @@
 #include "proxy/upstream_pool.hpp"
 
+#include "proxy/read_hint.hpp"
 #include "proxy/upstream_tls.hpp"
 
 #include <algorithm>
@@ -100,6 +101,10 @@ void upstream_pool::watch(upstream_connection& conn) {
     // a byte to read, end of stream, or a reset. Lifetime: the pool outlives
     // its connections' pending operations (the worker closes every
     // connection before the pool goes); a cancelled watch does nothing.
+    // The peek is made at once, whatever the connection's last read told
+    // the event loop (read_hint.hpp): a close that came as that read
+    // emptied the socket would otherwise go unseen until a request.
+    mark_maybe_readable(conn.stream.socket());
     conn.stream.socket().async_receive(
         boost::asio::buffer(&conn.watch_byte, 1), boost::asio::socket_base::message_peek,
         [this, server, raw, round](boost::system::error_code ec, std::size_t) {

@@ -9,8 +9,8 @@
 // The watch starts only once the connection has been idle for
 // `watch_after`: under load a connection is taken again within
 // microseconds, and a watch started at every return would cost a system
-// call per request (Asio's first attempt at the peek, or an epoll re-arm
-// for a readiness wait).
+// call per request (the peek, made at once, or an epoll re-arm for a
+// readiness wait).
 
 #include "proxy/byte_buffer.hpp"
 #include "proxy/server_state.hpp"

@@ -275,3 +275,28 @@ def test_an_origin_that_closes_with_its_keep_alive_response_costs_the_next_reque
     assert time.monotonic() - started < 3
     assert raw.accepted == 2, raw.accepted
     assert [q.target for q in raw.requests] == ["/first", "/second"], raw.requests
+
+
+def test_a_pipelined_request_whose_rest_comes_while_the_first_is_answered_is_not_held(env, origin):
+    # The first request, the second whole and half the third come in one
+    # segment; the rest of the third comes while the first is at the
+    # origin. The first request's mark (its read emptied the socket,
+    # read_hint.hpp) must not keep the third's head from being read: the
+    # second, found whole in the buffer, reads nothing, and the third's
+    # rest must be read at once, not at client_header's end.
+    proxy = env.proxy([origin], workers=1, timeouts={"client_header": "30s"})
+    c = env.client(proxy)
+    third = harness.build_request("GET", "/headers?n=3")
+    watch = harness.ArrivalWatch([origin])
+    started = time.monotonic()
+    c.send(harness.build_request("GET", "/delay/300")
+           + harness.build_request("GET", "/headers?n=2") + third[:10])
+    watch.wait(1)
+    c.send(third[10:])  # while the first waits at the origin
+    r1 = c.read_response(timeout=10)
+    r2 = c.read_response(timeout=10)
+    r3 = c.read_response(timeout=10)
+    assert r1.status == 200 and r1.body == b"delayed 300ms\n", r1
+    assert r2.status == 200 and r2.json()["target"] == "/headers?n=2", r2
+    assert r3.status == 200 and r3.json()["target"] == "/headers?n=3", r3
+    assert time.monotonic() - started < 5
