@@ -232,9 +232,9 @@ struct upstream_io {
     executor_type get_executor() { return c.stream.get_executor(); }
     void expires_after(std::chrono::milliseconds d) { c.stream.expires_after(d); }
     template <typename Buffers, typename Token> auto async_read_some(const Buffers& b, Token&& t) {
-        c.read_short = false;
         if (c.tls)
             return c.tls->stream.async_read_some(b, std::forward<Token>(t));
+        mark_maybe_readable(c.stream.socket()); // (a response's mark: read_hint.hpp)
         return c.stream.async_read_some(b, std::forward<Token>(t));
     }
     template <typename Buffers, typename Token> auto async_write_some(const Buffers& b, Token&& t) {
@@ -262,11 +262,11 @@ struct upstream_sender_io {
 // Reads that never wait (relay.hpp), on a plain connection's socket.
 template <typename Buffers>
 std::size_t try_read_now(upstream_io& u, const Buffers& b, boost::system::error_code& ec) {
-    u.c.read_short = false;
     if (u.c.tls) {
         ec = net::error::would_block;
         return 0;
     }
+    mark_maybe_readable(u.c.stream.socket()); // (a response's mark: read_hint.hpp)
     return sluice::proxy::try_read_now(u.c.stream, b, ec);
 }
 
@@ -1153,18 +1153,23 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
         // an idle one holds neither session nor coroutine. A connection
         // woken from the park is readable: it reads at once.
         auto& socket = lowest().socket();
-        if (std::exchange(woken_, false)) {
+        // A read first only where Asio's receive would make one anyway: a
+        // connection woken from the park, or a socket not marked drained
+        // (read_hint.hpp). Made here, it tells what Asio's would not: when
+        // it finds nothing, the socket is marked, and the receive waits for
+        // the event without a read; either way, a short read then emptied
+        // the socket for good (none is made a turn later, when more may
+        // have come unseen), which lets forward mark it for the next wait.
+        if (std::exchange(woken_, false) || read_may_find_bytes(socket)) {
             if (const auto got = read_request_now(); got != read_now::nothing)
                 co_return got == read_now::arrived; // (or closed, or reset)
+            mark_drained(socket);
         }
         // The receive, not a read tried first: the response has just gone
         // out, and under load the client's next request is seldom there yet
         // (such a read found nothing for about half the requests of a
-        // keep-alive load). Asio's receive tries a read itself before it
-        // waits, unless the request was marked as having emptied the socket
-        // (forward, read_hint.hpp). Unlike a readiness wait, Asio starts a
-        // receive without an epoll_ctl; a connection idle for park_after is
-        // parked.
+        // keep-alive load). Unlike a readiness wait, Asio starts a receive
+        // without an epoll_ctl; a connection idle for park_after is parked.
         const auto since = steady_clock::now();
         const auto client_idle = worker_.current()->cfg.timeouts.client_idle;
         let_go_of_snapshot();
@@ -1172,11 +1177,6 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
         idle_ = true;
         client_timed_out_ = false;
         worker_.start_wait(idle_wait_, std::min(park_after, client_idle), since);
-        // (A receive that waits for an event completes within that event's
-        // handling, before the event loop looks for more: a short read then
-        // emptied the socket for good. Asio's read tried at once completes
-        // a turn later, when more may have come unseen.)
-        const bool by_event = !read_may_find_bytes(socket);
         auto [rec, got] = co_await socket.async_receive(net::buffer(p, room), use_tuple);
         idle_wait_.end();
         idle_ = false;
@@ -1184,7 +1184,9 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
             // (The wait may have expired as the bytes came: they count.)
             client_timed_out_ = false;
             in_.commit(got);
-            client_read_short_ = by_event && got < room;
+            // (Read within the event's own handling, before the event loop
+            // could collect another: see above.)
+            client_read_short_ = got < room;
             co_return true;
         }
         if (!client_timed_out_ || client_idle <= park_after || draining() || !socket.is_open())
@@ -1432,18 +1434,35 @@ net::awaitable<proxy_error> client_session<Stream>::read_final_response_head(
             }
             boost::system::error_code ec;
             std::size_t n = 0;
-            if (conn.tls)
+            bool waits = true;
+            if (conn.tls) {
                 std::tie(ec, n) =
                     co_await upstream_io{conn}.async_read_some(net::buffer(p, room), use_tuple);
-            else
-                std::tie(ec, n) =
-                    co_await conn.stream.socket().async_receive(net::buffer(p, room), use_tuple);
+            } else {
+                // As the client's wait for its next request does: the read
+                // Asio would try, made here where it would, and the
+                // socket marked drained when it finds nothing.
+                auto& socket = conn.stream.socket();
+                if (read_may_find_bytes(socket)) {
+                    n = sluice::proxy::try_read_now(conn.stream, net::buffer(p, room), ec);
+                    waits = ec == net::error::would_block;
+                    if (waits) {
+                        ec = {};
+                        mark_drained(socket);
+                    }
+                }
+                if (waits)
+                    std::tie(ec, n) =
+                        co_await socket.async_receive(net::buffer(p, room), use_tuple);
+            }
             if (response_timed_out_ || ec == beast::error::timeout)
                 co_return proxy_error::response_timeout;
             if (ec)
                 co_return proxy_error::upstream_reset;
             conn.buffer.commit(n);
-            conn.read_short = n < room;
+            // A short read emptied the socket for good: made at once, or
+            // within the readiness event's own handling.
+            conn.read_short = !conn.tls && n < room;
         }
         if (http::parse_response_head(conn.buffer.data(), resp_, head_end) !=
                 http::parse_status::ok ||
@@ -1576,7 +1595,8 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
         // Nothing more is read from the client until the response is out:
         // its next receive need not try a read first (read_hint.hpp). Should
         // that miss a close, the idle wait's park finds it (park_after).
-        if (request_framing == http::framing::none && !upgrade && client_read_short_)
+        if (request_framing == http::framing::none && !upgrade && client_read_short_ &&
+            in_.size() == req_.head_size)
             mark_drained(lowest().socket());
     }
     in_.consume(req_.head_size);
@@ -1715,6 +1735,14 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
     const bool upstream_keep_alive = resp_.keep_alive();
     const auto response_length = resp_.content_length;
     conn.buffer.consume(resp_.head_size);
+    // The whole response came with a short read: nothing more is read from
+    // the upstream until its next request (read_hint.hpp). Marked now,
+    // before the relay may wait on the client, when an event the mark
+    // would hide could come. (A read of the relay's undoes it.)
+    if (conn.read_short &&
+        (framing == http::framing::none ||
+         (framing == http::framing::content_length && conn.buffer.size() == response_length)))
+        mark_drained(conn.stream.socket());
 
     upstream_io response_source{conn};
     client_sink response_sink{this, !keep_alive};
@@ -1763,8 +1791,6 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
         // sends a body leaves bytes the next exchange would read as its
         // answer: peek before reusing the connection.
         conn.verify_next = framing == http::framing::none;
-        if (conn.read_short && !conn.tls)
-            mark_drained(conn.stream.socket()); // (read_hint.hpp; see upstream_io)
         worker_.pool().put(std::move(upstream_));
     }
     upstream_.reset();

@@ -13,16 +13,18 @@
 //   adopt_client_socket); its registration with the event loop reports
 //   bytes already there as an event;
 // - a request without a body, whole in the buffer, read by the wait for
-//   the next request, whose read returned short and completed within the
-//   readiness event's own handling (before the event loop could collect
-//   another: a read Asio tried at once completes a turn later, and is not
-//   counted): nothing more is read from the client until the response is
-//   out (connection.cpp's forward). Pipelined bytes left in the buffer,
-//   or a head that came in pieces, leave the socket unmarked, and undo
-//   the last request's mark;
-// - a response whole in the buffer, read by a read that returned short,
-//   whose connection goes back to the pool (the idle watch undoes it: its
-//   peek is made at once).
+//   the next request with a read that returned short: nothing more is read
+//   from the client until the response is out (connection.cpp's forward).
+//   That read is made by the session itself where Asio's receive would
+//   try one (and finding nothing marks the socket), or within the
+//   readiness event's own handling: either way no other event can have
+//   been collected since (Asio's own read tried at once completes a turn
+//   later). Pipelined bytes in the buffer, or a head that came in pieces,
+//   leave the socket unmarked and undo the last request's mark;
+// - a response whole in the buffer, read the same way by the head's read:
+//   marked before the relay, which may wait on the client; any read of
+//   the relay, and the pool's idle watch (its peek is made at once), undo
+//   it.
 // Marked drained, the socket's next receive waits for the next readiness
 // event without a read first. Any event (the next request, the answer, a
 // close, a reset) sets the reactor's state again, as it would have anyway.
@@ -31,8 +33,9 @@
 // on decides by its own readiness flag).
 //
 // Blind spot: an end of stream that came in the same event as the bytes
-// the short read took (or, upstream, in the moment between that read and
-// the mark). The next receive then waits for an event that does not come.
+// the short read took (bytes cannot be missed so: the short read took all
+// there were, and no event is collected between it and the mark). The
+// next receive then waits for an event that does not come.
 // On a client connection the wait between requests parks it after
 // park_after, and the park's registration finds the close (with
 // client_idle no longer than park_after, or in a drain, the connection

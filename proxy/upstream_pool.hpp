@@ -45,7 +45,7 @@ struct upstream_connection {
     std::uint64_t pool_round = 0; // which stay in the pool a watch belongs to
     bool watched = false;         // the idle watch is pending
     bool verify_next = false;     // peek before the next reuse (see take())
-    bool read_short = false;      // the last read emptied the socket (read_hint.hpp)
+    bool read_short = false;      // the last head read emptied the socket (read_hint.hpp)
     char watch_byte = 0;          // where the idle watch peeks
 };
 
