@@ -1165,7 +1165,7 @@ template <typename Stream> net::awaitable<bool> client_session<Stream>::await_re
                 co_return got == read_now::arrived; // (or closed, or reset)
             mark_drained(socket);
         }
-        // The receive, not a read tried first: the response has just gone
+        // Otherwise no read before the receive: the response has just gone
         // out, and under load the client's next request is seldom there yet
         // (such a read found nothing for about half the requests of a
         // keep-alive load). Unlike a readiness wait, Asio starts a receive
@@ -1415,12 +1415,11 @@ net::awaitable<proxy_error> client_session<Stream>::read_final_response_head(
                 co_return proxy_error::bad_response;
             scanned = data.size();
             auto [p, room] = conn.buffer.prepare(read_chunk, max_response_head + read_chunk);
-            // A read, not a read tried first: the request has just gone
-            // out, and under load the answer is seldom there yet (such a
-            // read found nothing for four requests in five). Asio's read
-            // tries once itself before it waits, unless the connection's
-            // last response was marked as having emptied the socket (see
-            // the pool's put below, read_hint.hpp).
+            // The request has just gone out, and under load the answer is
+            // seldom there yet (a read found nothing for four requests in
+            // five): on a socket the last response marked drained
+            // (forward, read_hint.hpp) the receive waits without a read,
+            // otherwise one read is made first, where Asio's receive would.
             // The timeout counts from the first read, for the whole head: on
             // a plain connection a wait the worker times, over TLS the
             // stream's.
@@ -1443,8 +1442,9 @@ net::awaitable<proxy_error> client_session<Stream>::read_final_response_head(
                 // Asio would try, made here where it would, and the
                 // socket marked drained when it finds nothing.
                 auto& socket = conn.stream.socket();
+                BOOST_ASSERT(socket.non_blocking()); // (connect_upstream)
                 if (read_may_find_bytes(socket)) {
-                    n = sluice::proxy::try_read_now(conn.stream, net::buffer(p, room), ec);
+                    n = socket.receive(net::buffer(p, room), 0, ec);
                     waits = ec == net::error::would_block;
                     if (waits) {
                         ec = {};
@@ -1739,7 +1739,10 @@ net::awaitable<bool> client_session<Stream>::forward(const upstream_entry& up) {
     // the upstream until its next request (read_hint.hpp). Marked now,
     // before the relay may wait on the client, when an event the mark
     // would hide could come. (A read of the relay's undoes it.)
-    if (conn.read_short &&
+    // (Not while a body sender may still write: its write, done in the
+    // same event as the head's read, would have delayed that read's
+    // completion by a turn of the event loop.)
+    if (conn.read_short && !sender &&
         (framing == http::framing::none ||
          (framing == http::framing::content_length && conn.buffer.size() == response_length)))
         mark_drained(conn.stream.socket());

@@ -21,7 +21,9 @@
 //   been collected since (Asio's own read tried at once completes a turn
 //   later). Pipelined bytes in the buffer, or a head that came in pieces,
 //   leave the socket unmarked and undo the last request's mark;
-// - a response whole in the buffer, read the same way by the head's read:
+// - a response whole in the buffer, read the same way by the head's read
+//   (and not while a body sender may still write: its write, completing
+//   in the same event, would delay the read's completion by a turn):
 //   marked before the relay, which may wait on the client; any read of
 //   the relay, and the pool's idle watch (its peek is made at once), undo
 //   it.
