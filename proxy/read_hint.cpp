@@ -1,5 +1,7 @@
 #include "proxy/read_hint.hpp"
 
+#include "proxy/socket_access.hpp"
+
 #include <boost/asio/detail/reactor.hpp>
 #include <boost/version.hpp>
 
@@ -19,15 +21,6 @@ using tcp = net::ip::tcp;
 using reactor = net::detail::epoll_reactor;
 using descriptor_state = std::remove_pointer_t<reactor::per_descriptor_data>;
 
-// The socket's implementation is a protected member: a class derived from
-// the socket may name it, and the pointer reaches any socket's (as
-// worker.cpp's adopt_client_socket does).
-struct socket_access : tcp::socket {
-    static descriptor_state* state(tcp::socket& s) {
-        return (s.*&socket_access::impl_).get_implementation().reactor_data_;
-    }
-};
-
 // The reactor's per-socket state is private: a pointer to the member named
 // in an explicit instantiation ([temp.spec.general]: no access check there).
 template <typename Tag, typename Tag::type Member> struct expose {
@@ -40,7 +33,7 @@ struct speculative_tag {
 template struct expose<speculative_tag, &descriptor_state::try_speculative_>;
 
 bool* read_speculation(tcp::socket& socket) noexcept {
-    auto* state = socket_access::state(socket);
+    descriptor_state* state = socket_access::implementation(socket).reactor_data_;
     if (state == nullptr) // (not registered: closed)
         return nullptr;
     return &(state->*member(speculative_tag{}))[reactor::read_op];

@@ -3,6 +3,7 @@
 #include "proxy/connection.hpp"
 #include "proxy/log.hpp"
 #include "proxy/read_hint.hpp"
+#include "proxy/socket_access.hpp"
 
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -33,21 +34,6 @@ constexpr auto log_flush_every = std::chrono::milliseconds(100);
 // limits.max_connections. Touched once per connection, not per request.
 std::atomic<long> process_connections{0};
 
-// Asio keeps what it knows of a socket's descriptor in the socket's
-// (protected) implementation; a class derived from the socket may name that
-// member, and a pointer to it reaches any socket's.
-struct socket_state_access : tcp::socket {
-    static auto& state(tcp::socket& s) {
-        using implementation =
-            std::remove_cvref_t<decltype((s.*&socket_state_access::impl_).get_implementation())>;
-        static_assert(
-            std::is_same_v<implementation,
-                           net::detail::reactive_socket_service<tcp>::implementation_type>,
-            "adopt_client_socket knows the epoll reactor's socket state only");
-        return (s.*&socket_state_access::impl_).get_implementation().state_;
-    }
-};
-
 // `socket` (closed) takes `fd`, a client connection's descriptor that this process
 // holds alone (no duplicate anywhere) and that is non-blocking already:
 // from accept4 with SOCK_NONBLOCK, or taken back from the parked set.
@@ -66,7 +52,7 @@ void adopt_client_socket(tcp::socket& socket, int fd, bool v6, boost::system::er
     namespace ops = net::detail::socket_ops;
     socket.assign(v6 ? tcp::v6() : tcp::v4(), fd, ec);
     if (!ec) {
-        auto& state = socket_state_access::state(socket);
+        auto& state = socket_access::implementation(socket).state_;
         state =
             static_cast<ops::state_type>((state | ops::user_set_non_blocking) & ~ops::possible_dup);
         // Nothing has been read, and the registration reports bytes that
